@@ -1,0 +1,36 @@
+# The two set-up commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DEV_ENV := KLANTEN_AUTH_CONFIG=$${KLANTEN_AUTH_CONFIG:-config/dev-auth.yaml} \
+	KLANTEN_SUBJECT_ALLOWED_HOSTS=$${KLANTEN_SUBJECT_ALLOWED_HOSTS:-localhost,127.0.0.1}
+
+.PHONY: install run test test-sqlite test-postgres migrate clean
+
+$(BIN)/klanten-api: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/klanten-api
+
+migrate: install
+	$(DEV_ENV) $(BIN)/klanten-api migrate
+
+run: install
+	@$(DEV_ENV) $(BIN)/klanten-api migrate >/dev/null
+	@echo "Klanten API on http://$(HOST):$(PORT)/api/v1/ (docs: http://$(HOST):$(PORT)/api/v1/schema/)"
+	@TOKEN=$$($(DEV_ENV) $(BIN)/klanten-api token --client-id klanten-dev --user-id dev --user-representation Ontwikkelaar); \
+	 echo "Bearer token (client klanten-dev, all scopes):"; echo "  $$TOKEN"; \
+	 echo "Try:"; echo "  curl -H 'Authorization: Bearer $$TOKEN' http://$(HOST):$(PORT)/api/v1/klanten"
+	$(DEV_ENV) $(BIN)/klanten-api serve --host $(HOST) --port $(PORT)
+
+# The whole suite; KLANTEN_TEST_DATABASE_URL picks the database (SQLite by default, PostgreSQL in CI too).
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) *.egg-info klanten.sqlite3*

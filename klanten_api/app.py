@@ -1,0 +1,156 @@
+"""Application factory: create_app(settings) builds the whole server; nothing is read at import time."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import connexion
+import flask
+import yaml
+from connexion.jsonifier import Jsonifier
+from connexion.lifecycle import ConnexionResponse
+from connexion.options import SwaggerUIOptions
+from connexion.resolver import Resolver
+from connexion.security import BearerSecurityHandler
+
+import handlers
+from service.kla_002 import SubjectControle
+from service.klanten import KlantenService
+from service.validatie import SchemaValidatie
+from storage.database import make_engine
+from .auth import Authorisatie, load_applicaties
+from .context import EXTENSION, Diensten
+from .errors import PROBLEM_JSON, from_exception
+from .http import ZgwHttp, public_base
+from .settings import API_BASE_PATH, SPEC_PATH, Settings
+from .validators import VALIDATOR_MAP
+
+log = logging.getLogger("klanten_api")
+
+
+class OperationIdResolver(Resolver):
+    """operationId `klant_list` -> handlers.klant_list."""
+
+    def resolve_function_from_operation_id(self, operation_id):
+        return getattr(handlers, operation_id)
+
+
+def _security_handler(authorisatie: Authorisatie):
+    class ZgwBearer(BearerSecurityHandler):
+        """Checks the ZGW JWT and the operation's scopes (connexion's bearer handler ignores scopes)."""
+
+        def get_fn(self, security_scheme, required_scopes):
+            def verify(request):
+                return authorisatie.verify(request.headers.get("authorization"), required_scopes)
+            return verify
+
+    return ZgwBearer
+
+
+def _error_handler(settings: Settings):
+    def handle(request, exc):
+        status, body, headers = from_exception(exc, public_base(request.scope, settings))
+        if status == 405:
+            body["detail"] = f'Methode "{request.scope.get("method", "")}" niet toegestaan.'
+        return ConnexionResponse(status_code=status, body=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+                                 content_type=PROBLEM_JSON, mimetype=PROBLEM_JSON, headers=headers)
+    return handle
+
+
+def load_spec(path: Path = SPEC_PATH) -> dict:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def create_app(settings: Settings | None = None, *, engine=None):
+    """The ASGI application: the Connexion app wrapped in the ZGW HTTP layer."""
+    settings = settings or Settings.from_env()
+    spec = load_spec()
+    applicaties = load_applicaties(settings.auth_config)
+    if not applicaties.configured:
+        log.warning("KLANTEN_AUTH_CONFIG is not set: every API request will be refused (403)",
+                    extra={"event": "auth_not_configured"})
+    autorisaties_api = None
+    if settings.autorisaties_api_url:
+        from .autorisaties import AutorisatiesApi
+        autorisaties_api = AutorisatiesApi(settings)
+    authorisatie = Authorisatie(applicaties, autorisaties_api)
+
+    engine = engine or make_engine(settings.database_url, pool_size=settings.db_pool_size,
+                                   max_overflow=settings.db_max_overflow, pool_timeout=settings.db_pool_timeout)
+    subjectcontrole = SubjectControle(timeout=settings.subject_timeout, max_bytes=settings.subject_max_bytes,
+                                      allowed_hosts=settings.subject_allowed_hosts)
+    service = KlantenService(engine, SchemaValidatie(spec["components"]), subjectcontrole,
+                             notificeren=bool(settings.notifications_api_url))
+
+    app = connexion.FlaskApp(
+        __name__,
+        security_map={"bearer": _security_handler(authorisatie)},
+        validator_map=VALIDATOR_MAP,
+        swagger_ui_options=SwaggerUIOptions(
+            serve_spec=False, swagger_ui_path="/schema/ui",
+            swagger_ui_template_arguments={"openapi_spec_url": f"{API_BASE_PATH}/schema/openapi.yaml"}),
+    )
+    app.add_api(SPEC_PATH, base_path=API_BASE_PATH, resolver=OperationIdResolver(), strict_validation=False,
+                validate_responses=settings.validate_responses,
+                jsonifier=Jsonifier(json, separators=(",", ":"), ensure_ascii=False))
+    for exc in (Exception,):
+        app.add_error_handler(exc, _error_handler(settings))
+    from starlette.exceptions import HTTPException
+    from connexion.exceptions import ProblemException
+    for exc in (ProblemException, HTTPException):
+        app.add_error_handler(exc, _error_handler(settings))
+    for status in (404, 405, 500):
+        app.add_error_handler(status, _error_handler(settings))
+
+    flask_app: flask.Flask = app.app
+    flask_app.extensions[EXTENSION] = Diensten(settings=settings, klanten=service)
+    _spec_routes(app, spec, settings)
+
+    asgi = ZgwHttp(app, settings=settings, spec_paths=spec["paths"])
+    asgi.connexion_app = app
+    asgi.engine = engine
+    asgi.settings = settings
+    return asgi
+
+
+def _spec_routes(app, spec: dict, settings: Settings) -> None:
+    """DECISIONS #12: the document at /api/v1/schema/openapi.{yaml,json} and /api/v1/openapi.{yaml,json},
+    with an absolute servers url; interactive docs at /api/v1/schema/."""
+
+    def document():
+        doc = dict(spec)
+        base = settings.base_url or flask.request.host_url.rstrip("/")
+        doc["servers"] = [{"url": f"{base}{API_BASE_PATH}"}]
+        return doc
+
+    def as_yaml():
+        return flask.Response(yaml.safe_dump(document(), sort_keys=False, allow_unicode=True),
+                              mimetype="application/yaml")
+
+    def as_json():
+        return flask.Response(json.dumps(document(), ensure_ascii=False), mimetype="application/json")
+
+    def docs():
+        return flask.Response(_REDOC.replace("{spec}", f"{API_BASE_PATH}/schema/openapi.yaml"), mimetype="text/html")
+
+    for prefix in (f"{API_BASE_PATH}/schema", API_BASE_PATH):
+        app.add_url_rule(f"{prefix}/openapi.yaml", f"spec_yaml_{prefix}", as_yaml)
+        app.add_url_rule(f"{prefix}/openapi.json", f"spec_json_{prefix}", as_json)
+    app.add_url_rule(f"{API_BASE_PATH}/schema/", "docs", docs)
+
+
+_REDOC = """<!DOCTYPE html>
+<html lang="nl"><head><meta charset="utf-8"><title>Klanten API 1.0 - documentatie</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body><h1>Klanten API 1.0</h1>
+<p>De OpenAPI-specificatie: <a href="{spec}">openapi.yaml</a> (ook als <a href="openapi.json">JSON</a>).
+Interactief uitproberen: <a href="ui/">Swagger UI</a>.</p></body></html>
+"""
+
+
+def create_app_from_env():
+    """Entry point for uvicorn's --factory (each worker process builds its own app)."""
+    from .logging import configure_logging
+    configure_logging()
+    return create_app(Settings.from_env())

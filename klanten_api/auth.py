@@ -1,0 +1,178 @@
+"""ZGW JWT authorisation: HS256 tokens per client, scopes from a local file (optionally the Autorisaties API).
+
+Every failure is a 403 `Fout` (never a 500). An unknown client and a bad signature answer identically,
+so a caller cannot find out which client ids exist.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jwt
+import yaml
+
+from service.constants import ALLE_SCOPES
+from .errors import GeenToestemming
+from .settings import ConfigError
+
+warnings.filterwarnings("ignore", category=jwt.warnings.InsecureKeyLengthWarning) if hasattr(jwt, "warnings") else None
+
+log = logging.getLogger("klanten_api.auth")
+
+DECODE_ERROR = ("jwt-decode-error", "Het JWT kon niet gedecodeerd worden. Mogelijks heb je een copy-paste fout gemaakt")
+MISSING_CLIENT = ("missing-client-identifier", "Client identifier is niet aanwezig in JWT")
+BAD_CREDENTIALS = ("invalid-jwt-signature", "Client credentials zijn niet geldig")
+EXPIRED = ("jwt-expired", "Het JWT is verlopen (claim exp).")
+IMMATURE = ("jwt-immature", "Het JWT is nog niet geldig (claim nbf).")
+BAD_CLAIMS = ("jwt-decode-error", "Het JWT bevat ongeldige claims.")
+WRONG_ALG = ("jwt-decode-error", "Het JWT moet met HS256 ondertekend zijn.")
+NO_CONFIG = ("permission_denied", "Deze server heeft geen applicaties geconfigureerd (KLANTEN_AUTH_CONFIG).")
+LEEWAY_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Applicatie:
+    label: str
+    client_ids: tuple[str, ...]
+    secret: str
+    heeft_alle_autorisaties: bool = False
+    scopes: frozenset[str] | None = None   # None: ask the Autorisaties API (when configured)
+
+    def staat_toe(self, required: set[str]) -> bool:
+        return self.heeft_alle_autorisaties or (self.scopes is not None and required <= self.scopes)
+
+
+@dataclass
+class Applicaties:
+    by_client_id: dict[str, Applicatie] = field(default_factory=dict)
+    configured: bool = True
+
+    def get(self, client_id: str) -> Applicatie | None:
+        return self.by_client_id.get(client_id)
+
+
+def load_applicaties(path: Path | None) -> Applicaties:
+    """Read and check the YAML file of applications; any problem stops start-up with a clear message."""
+    if path is None:
+        return Applicaties(configured=False)
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"KLANTEN_AUTH_CONFIG: cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"KLANTEN_AUTH_CONFIG: {path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("applicaties"), list):
+        raise ConfigError(f"KLANTEN_AUTH_CONFIG: {path} must hold a mapping with a list 'applicaties'")
+    result = Applicaties()
+    for i, item in enumerate(raw["applicaties"]):
+        where = f"KLANTEN_AUTH_CONFIG: {path}: applicaties[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where} must be a mapping")
+        unknown = set(item) - {"label", "clientIds", "secret", "heeftAlleAutorisaties", "scopes"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+        label = item.get("label")
+        client_ids = item.get("clientIds")
+        secret = item.get("secret")
+        alles = item.get("heeftAlleAutorisaties", False)
+        scopes = item.get("scopes")
+        if not isinstance(label, str) or not label.strip():
+            raise ConfigError(f"{where}: 'label' must be a non-empty string")
+        if (not isinstance(client_ids, list) or not client_ids
+                or not all(isinstance(c, str) and c.strip() for c in client_ids)):
+            raise ConfigError(f"{where}: 'clientIds' must be a non-empty list of strings")
+        if not isinstance(secret, str) or not secret:
+            raise ConfigError(f"{where}: 'secret' must be a non-empty string")
+        if not isinstance(alles, bool):
+            raise ConfigError(f"{where}: 'heeftAlleAutorisaties' must be true or false")
+        if scopes is not None:
+            if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+                raise ConfigError(f"{where}: 'scopes' must be a list of strings")
+            unknown_scopes = set(scopes) - ALLE_SCOPES
+            if unknown_scopes:
+                raise ConfigError(f"{where}: unknown scopes {sorted(unknown_scopes)}; known: {sorted(ALLE_SCOPES)}")
+        app = Applicatie(label=label, client_ids=tuple(client_ids), secret=secret, heeft_alle_autorisaties=alles,
+                         scopes=frozenset(scopes) if scopes is not None else None)
+        for cid in client_ids:
+            if cid in result.by_client_id:
+                raise ConfigError(f"{where}: client id {cid!r} is configured twice")
+            result.by_client_id[cid] = app
+    return result
+
+
+class Authorisatie:
+    """Decides, per request, who the client is and whether it holds the scopes an operation needs."""
+
+    def __init__(self, applicaties: Applicaties, autorisaties_api=None):
+        self.applicaties = applicaties
+        self.autorisaties_api = autorisaties_api
+
+    def verify(self, authorization: str | None, required_scopes: list[str] | None) -> dict:
+        if not self.applicaties.configured:
+            raise GeenToestemming(*NO_CONFIG)
+        if not authorization or not authorization.startswith("Bearer "):
+            raise GeenToestemming()
+        token = authorization[len("Bearer "):].strip()
+        try:
+            header = jwt.get_unverified_header(token)
+            claims = jwt.decode(token, options={"verify_signature": False})
+        except (jwt.PyJWTError, ValueError, TypeError):
+            raise GeenToestemming(*DECODE_ERROR) from None
+        if header.get("alg") != "HS256":
+            raise GeenToestemming(*WRONG_ALG)
+        client_id = claims.get("client_id") if isinstance(claims, dict) else None
+        if client_id in (None, ""):
+            raise GeenToestemming(*MISSING_CLIENT)
+        app = self.applicaties.get(client_id) if isinstance(client_id, str) else None
+        if app is None:
+            raise GeenToestemming(*BAD_CREDENTIALS)
+        try:
+            claims = jwt.decode(token, app.secret, algorithms=["HS256"], leeway=LEEWAY_SECONDS,
+                                options={"verify_aud": False, "verify_iss": False, "verify_sub": False,
+                                         "verify_jti": False})
+        except jwt.InvalidSignatureError:
+            raise GeenToestemming(*BAD_CREDENTIALS) from None
+        except jwt.ExpiredSignatureError:
+            raise GeenToestemming(*EXPIRED) from None
+        except jwt.ImmatureSignatureError:
+            raise GeenToestemming(*IMMATURE) from None
+        except (jwt.PyJWTError, ValueError, TypeError):
+            raise GeenToestemming(*BAD_CLAIMS) from None
+        _log_fact("client_id", client_id)
+        required = set(required_scopes or [])
+        if not self._staat_toe(app, client_id, required):
+            raise GeenToestemming()
+        return {
+            "client_id": client_id,
+            "applicatie_label": app.label,
+            "user_id": _claim_text(claims.get("user_id")),
+            "user_representation": _claim_text(claims.get("user_representation")),
+        }
+
+    def _staat_toe(self, app: Applicatie, client_id: str, required: set[str]) -> bool:
+        if app.heeft_alle_autorisaties or app.scopes is not None or self.autorisaties_api is None:
+            return app.staat_toe(required)
+        return self.autorisaties_api.staat_toe(client_id, required)
+
+
+def _log_fact(key: str, value) -> None:
+    from .http import VERZOEK_LOG
+    facts = VERZOEK_LOG.get(None)
+    if facts is not None:
+        facts[key] = value
+
+
+def _claim_text(value) -> str:
+    return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
+def make_token(app: Applicatie, client_id: str, user_id: str = "", user_representation: str = "",
+               now: int | None = None) -> str:
+    """A ZGW token as clients make them: HS256, claims iss/iat/client_id/user_id/user_representation."""
+    import time
+    issued = int(time.time()) if now is None else now
+    payload = {"iss": client_id, "iat": issued, "client_id": client_id,
+               "user_id": user_id, "user_representation": user_representation}
+    return jwt.encode(payload, app.secret, algorithm="HS256")

@@ -1,0 +1,79 @@
+"""`klanten-api`: serve, migrate, token (and the operator commands of the notification outbox)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .settings import ConfigError, Settings
+
+
+def _migrate(settings: Settings) -> None:
+    from storage.database import normaliseer_url
+    from storage.migrate import upgrade
+    upgrade(normaliseer_url(settings.database_url))
+
+
+def cmd_serve(args, settings: Settings) -> int:
+    import uvicorn
+    from .auth import load_applicaties
+    load_applicaties(settings.auth_config)          # a bad file stops start-up here, with its message
+    _migrate(settings)
+    uvicorn.run("klanten_api.app:create_app_from_env", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_config=None, access_log=False, proxy_headers=False,
+                timeout_graceful_shutdown=10)
+    return 0
+
+
+def cmd_migrate(args, settings: Settings) -> int:
+    _migrate(settings)
+    print("database is at the newest schema")
+    return 0
+
+
+def cmd_token(args, settings: Settings) -> int:
+    from .auth import load_applicaties, make_token
+    applicaties = load_applicaties(settings.auth_config)
+    if not applicaties.configured:
+        raise ConfigError("KLANTEN_AUTH_CONFIG is not set: there are no clients to make a token for")
+    app = applicaties.get(args.client_id)
+    if app is None:
+        raise ConfigError(f"client id {args.client_id!r} is not in {settings.auth_config}")
+    print(make_token(app, args.client_id, args.user_id, args.user_representation))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="klanten-api", description="Klanten API 1.0 server (KRC)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="migrate the database, then serve the API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=cmd_serve)
+    migrate = sub.add_parser("migrate", help="bring the database to the newest schema")
+    migrate.set_defaults(func=cmd_migrate)
+    token = sub.add_parser("token", help="print a ZGW JWT for a configured client")
+    token.add_argument("--client-id", required=True)
+    token.add_argument("--user-id", default="")
+    token.add_argument("--user-representation", default="")
+    token.set_defaults(func=cmd_token)
+    try:
+        from .operator import add_commands
+        add_commands(sub)
+    except ImportError:
+        pass
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        return args.func(args, settings)
+    except ConfigError as exc:
+        print(f"klanten-api: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

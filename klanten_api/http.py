@@ -1,0 +1,240 @@
+"""The outer ASGI layer around the Connexion app: what applies to every response.
+
+API-version on every answer, HEAD served as GET without a body, ETag / If-None-Match (304) on the
+detail resources, 406 for an unacceptable Accept, a body-size limit (413), the full `Allow` header on
+405, CORS (any origin, as the reference) and one structured log event per request.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+import uuid
+from contextvars import ContextVar
+
+from starlette.datastructures import Headers
+
+from .errors import PROBLEM_JSON, problem_bytes
+from .settings import API_BASE_PATH, API_VERSION
+
+log = logging.getLogger("klanten_api.request")
+
+ETAG_PATHS = re.compile(rf"^{API_BASE_PATH}/klanten/[^/]+(/audittrail/[^/]+)?$")
+# per-request facts for the request log, filled in by the security check (same task, same context)
+VERZOEK_LOG: ContextVar[dict] = ContextVar("verzoek_log")
+CORS_ALLOW_HEADERS = ("x-requested-with, content-type, accept, origin, authorization, x-csrftoken, user-agent, "
+                      "accept-encoding, accept-crs, content-crs, if-none-match, x-audit-toelichting, "
+                      "x-nlx-logrecord-id")
+CORS_ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"
+
+
+def public_base(scope, settings) -> str:
+    if settings.base_url:
+        return settings.base_url
+    headers = Headers(scope=scope)
+    host = headers.get("host")
+    if not host:
+        server = scope.get("server") or ("localhost", 80)
+        host = f"{server[0]}:{server[1]}"
+    return f"{scope.get('scheme', 'http')}://{host}"
+
+
+def acceptable(accept: str | None) -> bool:
+    """The reference renders application/json only; q-values are ignored, any acceptable entry wins."""
+    if accept is None:
+        return True
+    for part in accept.split(","):
+        mt = part.split(";", 1)[0].strip().lower()
+        if mt in ("*/*", "application/*", "application/json"):
+            return True
+    return False
+
+
+def etag_matches(etag: str, if_none_match: str) -> bool:
+    for candidate in if_none_match.split(","):
+        candidate = candidate.strip()
+        if candidate == "*":
+            return True
+        if candidate.startswith("W/"):
+            candidate = candidate[2:]
+        if candidate == etag:
+            return True
+    return False
+
+
+def path_templates(spec_paths: dict) -> list[tuple[re.Pattern, str, dict]]:
+    """(regex for a concrete path, Allow header value, method -> operationId) for every path of the spec."""
+    out = []
+    for template, item in spec_paths.items():
+        methods = [m.upper() for m in ("get", "post", "put", "patch", "delete") if m in item]
+        operations = {m: item[m.lower()].get("operationId") for m in methods}
+        if "GET" in methods:
+            methods.append("HEAD")
+            operations["HEAD"] = operations["GET"]
+        regex = re.compile("^" + API_BASE_PATH + re.sub(r"\{[^/]+\}", "[^/]+", template) + "$")
+        out.append((regex, ", ".join(methods), operations))
+    return out
+
+
+class ZgwHttp:
+    def __init__(self, app, *, settings, spec_paths: dict, max_body_bytes: int = 1_048_576):
+        self.app = app
+        self.settings = settings
+        self.templates = path_templates(spec_paths)
+        self.max_body_bytes = max_body_bytes
+
+    async def _send_problem(self, send, status: int, base: str, extra_headers=(), **kwargs) -> None:
+        body = problem_bytes(status, base, **kwargs)
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode()),
+            (b"api-version", API_VERSION.encode()), *extra_headers]})
+        await send({"type": "http.response.body", "body": body})
+
+    def _route(self, path: str) -> tuple[str | None, dict]:
+        for regex, allow, operations in self.templates:
+            if regex.match(path):
+                return allow, operations
+        return None, {}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        headers = Headers(scope=scope)
+        request_id = headers.get("x-request-id") or str(uuid.uuid4())
+        if not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", request_id):
+            request_id = str(uuid.uuid4())
+        path = scope["path"]
+        method = scope["method"]
+        base = public_base(scope, self.settings)
+        origin = headers.get("origin")
+        status_holder = {"status": 500}
+        facts = {}
+        VERZOEK_LOG.set(facts)
+        cors = [(b"access-control-allow-origin", b"*")] if origin else []
+        common = [(b"x-request-id", request_id.encode()), (b"x-content-type-options", b"nosniff"), *cors]
+
+        async def finish(status: int):
+            status_holder["status"] = status
+
+        try:
+            if any(ord(c) < 32 or ord(c) == 127 for c in path):
+                await finish(404)
+                return await self._send_problem(send, 404, base, common)
+            is_api = path.startswith(API_BASE_PATH + "/klanten")
+            if is_api and method == "OPTIONS" and origin and headers.get("access-control-request-method"):
+                await finish(200)
+                await send({"type": "http.response.start", "status": 200, "headers": [
+                    *common, (b"access-control-allow-headers", CORS_ALLOW_HEADERS.encode()),
+                    (b"access-control-allow-methods", CORS_ALLOW_METHODS.encode()),
+                    (b"access-control-max-age", b"86400"), (b"content-length", b"0"),
+                    (b"api-version", API_VERSION.encode())]})
+                return await send({"type": "http.response.body", "body": b""})
+            if is_api and not acceptable(headers.get("accept")):
+                await finish(406)
+                return await self._send_problem(send, 406, base, common)
+            if is_api and method in ("POST", "PUT", "PATCH"):
+                declared = headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
+                    await finish(413)
+                    return await self._send_problem(send, 413, base, common, detail=(
+                        f"De body is groter dan {self.max_body_bytes} bytes."))
+                receive, too_large = await self._buffer(receive)
+                if too_large:
+                    await finish(413)
+                    return await self._send_problem(send, 413, base, common, detail=(
+                        f"De body is groter dan {self.max_body_bytes} bytes."))
+
+            is_head = method == "HEAD"
+            if is_head:
+                scope = dict(scope, method="GET")
+            etag_mode = scope["method"] == "GET" and bool(ETAG_PATHS.match(path))
+            if_none_match = headers.get("if-none-match")
+            allow, operations = self._route(path)
+            state = {"start": None, "chunks": []}
+
+            async def send_wrapper(message):
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    await finish(status)
+                    hdrs = [(k, v) for k, v in message.get("headers", [])
+                            if k.lower() not in (b"api-version", b"x-request-id", b"x-content-type-options")]
+                    hdrs += [(b"api-version", API_VERSION.encode()), *common]
+                    if status == 405 and allow:
+                        hdrs = [(k, v) for k, v in hdrs if k.lower() != b"allow"] + [(b"allow", allow.encode())]
+                    if status in (204, 304):
+                        hdrs = [(k, v) for k, v in hdrs if k.lower() not in (b"content-type", b"content-length")]
+                        if status == 204:
+                            hdrs.append((b"content-length", b"0"))
+                    if is_api and 200 <= status < 300 and scope["method"] == "GET":
+                        hdrs.append((b"cache-control", b"private, no-cache"))
+                    message = dict(message, headers=hdrs)
+                    if etag_mode and status == 200:
+                        state["start"] = message          # hold until the whole body is known
+                        return
+                    if is_head:
+                        state["start"] = message
+                        return await send(message)
+                    return await send(message)
+                if message["type"] == "http.response.body":
+                    if etag_mode and state["start"] is not None and state["start"]["status"] == 200:
+                        state["chunks"].append(message.get("body", b""))
+                        if message.get("more_body"):
+                            return
+                        body = b"".join(state["chunks"])
+                        etag = '"' + hashlib.md5(body, usedforsecurity=False).hexdigest() + '"'
+                        start = state["start"]
+                        hdrs = list(start["headers"]) + [(b"etag", etag.encode())]
+                        if if_none_match and etag_matches(etag, if_none_match):
+                            await finish(304)
+                            hdrs = [(k, v) for k, v in hdrs if k.lower() not in (b"content-type", b"content-length")]
+                            await send({"type": "http.response.start", "status": 304, "headers": hdrs})
+                            return await send({"type": "http.response.body", "body": b""})
+                        await send(dict(start, headers=hdrs))
+                        return await send({"type": "http.response.body", "body": b"" if is_head else body})
+                    if is_head:
+                        if not message.get("more_body"):
+                            return await send({"type": "http.response.body", "body": b""})
+                        return
+                return await send(message)
+
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            log.info("request", extra={
+                "event": "request", "method": method, "path": path,
+                "query_keys": sorted({k.decode("latin-1") for k, _, _ in
+                                      (p.partition(b"=") for p in scope.get("query_string", b"").split(b"&") if p)}),
+                "status": status_holder["status"],
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "operation_id": self._route(path)[1].get(method),
+                "client_id": facts.get("client_id"),
+                "request_id": request_id,
+            })
+
+    async def _buffer(self, receive):
+        """Read the whole request body (bounded) so an oversized one is refused before any work."""
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return receive, False
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return receive, True
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay, False

@@ -1,0 +1,31 @@
+"""Structured JSON logging: one JSON object per line, identifiers only (never personal data)."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
+                "logger": record.name, "message": record.getMessage()}
+        data.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        if record.exc_info:
+            # tracebacks can hold request data in exception messages: class name only
+            data["exception_class"] = record.exc_info[0].__name__ if record.exc_info[0] else None
+        return json.dumps(data, default=str, ensure_ascii=False)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # uvicorn's access log prints the full request line (query strings carry BSNs): ours replaces it
+    logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("uvicorn.error").handlers[:] = []
+    logging.getLogger("uvicorn.error").propagate = True

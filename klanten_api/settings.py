@@ -1,0 +1,123 @@
+"""One settings object, read once from the environment (nothing reads os.environ elsewhere)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SPEC_PATH = PROJECT_ROOT / "spec" / "openapi.yaml"
+DEV_AUTH_CONFIG = PROJECT_ROOT / "config" / "dev-auth.yaml"
+
+API_VERSION = "1.0.0"
+API_BASE_PATH = "/api/v1"
+
+
+class ConfigError(Exception):
+    """A setting or configuration file is unusable; start-up stops with this message."""
+
+
+def _float(env: dict, name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def _int(env: dict, name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+def _bool(env: dict, name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _list(env: dict, name: str) -> tuple[str, ...]:
+    return tuple(p.strip().lower() for p in env.get(name, "").split(",") if p.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///klanten.sqlite3"
+    base_url: str | None = None
+    auth_config: Path | None = None
+    subject_allowed_hosts: tuple[str, ...] = ()
+    subject_timeout: float = 5.0
+    subject_max_bytes: int = 1_048_576
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    db_pool_timeout: float = 10.0
+    validate_responses: bool = False
+    notifications_api_url: str | None = None
+    notifications_client_id: str = ""
+    notifications_secret: str = ""
+    notifications_timeout: float = 10.0
+    notifications_max_attempts: int = 8
+    notifications_backoff: float = 1.0
+    notifications_relay: bool = True
+    autorisaties_api_url: str | None = None
+    autorisaties_client_id: str = ""
+    autorisaties_secret: str = ""
+    autorisaties_timeout: float = 5.0
+    autorisaties_cache_seconds: float = 300.0
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_env(cls, env: dict | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        base_url = env.get("KLANTEN_BASE_URL", "").strip().rstrip("/") or None
+        if base_url and not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"KLANTEN_BASE_URL must start with http:// or https://, got {base_url!r}")
+        auth = env.get("KLANTEN_AUTH_CONFIG", "").strip()
+        nrc = env.get("KLANTEN_NOTIFICATIONS_API_URL", "").strip() or None
+        if nrc and not nrc.endswith("/"):
+            nrc += "/"
+        ac = env.get("KLANTEN_AUTORISATIES_API_URL", "").strip() or None
+        if ac and not ac.endswith("/"):
+            ac += "/"
+        return cls(
+            database_url=env.get("KLANTEN_DATABASE_URL", "").strip() or cls.database_url,
+            base_url=base_url,
+            auth_config=Path(auth) if auth else None,
+            subject_allowed_hosts=_list(env, "KLANTEN_SUBJECT_ALLOWED_HOSTS"),
+            subject_timeout=_float(env, "KLANTEN_SUBJECT_TIMEOUT", cls.subject_timeout),
+            subject_max_bytes=_int(env, "KLANTEN_SUBJECT_MAX_BYTES", cls.subject_max_bytes),
+            db_pool_size=_int(env, "KLANTEN_DB_POOL_SIZE", cls.db_pool_size),
+            db_max_overflow=_int(env, "KLANTEN_DB_MAX_OVERFLOW", cls.db_max_overflow),
+            db_pool_timeout=_float(env, "KLANTEN_DB_POOL_TIMEOUT", cls.db_pool_timeout),
+            validate_responses=_bool(env, "KLANTEN_VALIDATE_RESPONSES", cls.validate_responses),
+            notifications_api_url=nrc,
+            notifications_client_id=env.get("KLANTEN_NOTIFICATIONS_CLIENT_ID", ""),
+            notifications_secret=env.get("KLANTEN_NOTIFICATIONS_SECRET", ""),
+            notifications_timeout=_float(env, "KLANTEN_NOTIFICATIONS_TIMEOUT", cls.notifications_timeout),
+            notifications_max_attempts=_int(env, "KLANTEN_NOTIFICATIONS_MAX_ATTEMPTS", cls.notifications_max_attempts),
+            notifications_backoff=_float(env, "KLANTEN_NOTIFICATIONS_BACKOFF", cls.notifications_backoff),
+            notifications_relay=_bool(env, "KLANTEN_NOTIFICATIONS_RELAY", cls.notifications_relay),
+            autorisaties_api_url=ac,
+            autorisaties_client_id=env.get("KLANTEN_AUTORISATIES_CLIENT_ID", ""),
+            autorisaties_secret=env.get("KLANTEN_AUTORISATIES_SECRET", ""),
+            autorisaties_timeout=_float(env, "KLANTEN_AUTORISATIES_TIMEOUT", cls.autorisaties_timeout),
+            autorisaties_cache_seconds=_float(env, "KLANTEN_AUTORISATIES_CACHE_SECONDS", cls.autorisaties_cache_seconds),
+        )

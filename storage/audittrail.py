@@ -1,0 +1,45 @@
+"""Audit trail repository: rows belong to a klant (deleted with it)."""
+from __future__ import annotations
+
+import uuid as uuid_mod
+
+import sqlalchemy as sa
+
+from .tables import audittrail
+
+# API field -> column, in the API's output order (logrecord_id is stored, never shown)
+VELDEN = (
+    ("uuid", "uuid"), ("bron", "bron"), ("applicatieId", "applicatie_id"),
+    ("applicatieWeergave", "applicatie_weergave"), ("gebruikersId", "gebruikers_id"),
+    ("gebruikersWeergave", "gebruikers_weergave"), ("actie", "actie"), ("actieWeergave", "actie_weergave"),
+    ("resultaat", "resultaat"), ("hoofdObject", "hoofd_object"), ("resource", "resource"),
+    ("resourceUrl", "resource_url"), ("toelichting", "toelichting"), ("resourceWeergave", "resource_weergave"),
+    ("aanmaakdatum", "aanmaakdatum"), ("wijzigingen", "wijzigingen"),
+)
+
+
+def _regel(row) -> dict:
+    m = row._mapping
+    return {veld: m[kolom] for veld, kolom in VELDEN}
+
+
+class AuditTrailRepository:
+    def __init__(self, conn: sa.Connection):
+        self.conn = conn
+
+    def toevoegen(self, klant_id: int, regel: dict, logrecord_id: str) -> None:
+        values = {kolom: regel[veld] for veld, kolom in VELDEN}
+        self.conn.execute(sa.insert(audittrail).values(klant_id=klant_id, logrecord_id=logrecord_id, **values))
+
+    def van_klant(self, klant_id: int) -> list[dict]:
+        rows = self.conn.execute(sa.select(audittrail).where(audittrail.c.klant_id == klant_id)
+                                 .order_by(audittrail.c.aanmaakdatum, audittrail.c.id))
+        return [_regel(r) for r in rows]
+
+    def get(self, klant_id: int, uuid: uuid_mod.UUID) -> dict | None:
+        row = self.conn.execute(sa.select(audittrail).where(audittrail.c.klant_id == klant_id,
+                                                            audittrail.c.uuid == uuid)).first()
+        return _regel(row) if row else None
+
+    def verwijder_van_klant(self, klant_id: int) -> None:
+        self.conn.execute(sa.delete(audittrail).where(audittrail.c.klant_id == klant_id))

@@ -1,0 +1,136 @@
+"""Klant repository. Works with the klant as the API names it (camelCase keys, no `url`)."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid as uuid_mod
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .tables import ZOEKSLEUTELS, klant, klantnummer_reeks
+
+# API field -> column, in the API's output order
+VELDEN = (
+    ("bronorganisatie", "bronorganisatie"), ("klantnummer", "klantnummer"), ("bedrijfsnaam", "bedrijfsnaam"),
+    ("functie", "functie"), ("websiteUrl", "website_url"), ("voornaam", "voornaam"),
+    ("voorvoegselAchternaam", "voorvoegsel_achternaam"), ("achternaam", "achternaam"),
+    ("telefoonnummer", "telefoonnummer"), ("emailadres", "emailadres"),
+)
+ADRES_VELDEN = ("straatnaam", "huisnummer", "huisletter", "huisnummertoevoeging", "postcode", "woonplaatsnaam",
+                "landcode")
+# zoeksleutel column suffix -> key inside subjectIdentificatie
+ZOEK_BRON = dict(zip(ZOEKSLEUTELS, ("inpBsn", "anpIdentificatie", "inpANummer", "innNnpId", "annIdentificatie",
+                                    "vestigingsNummer")))
+MAX_KLANTNUMMER = 99_999_999   # klantnummer is at most 8 characters
+
+
+class KlantnummersUitgeput(Exception):
+    """No free generated klantnummer is left for a bronorganisatie."""
+
+
+def zoeksleutels(subject_identificatie: dict | None) -> dict:
+    """The indexed copies of the filterable identifiers; the only place that derives them."""
+    sid = subject_identificatie or {}
+    return {f"zoek_{k}": (sid.get(bron) or None) for k, bron in ZOEK_BRON.items()}
+
+
+def naar_kolommen(gegevens: dict) -> dict:
+    values = {kolom: gegevens[veld] for veld, kolom in VELDEN}
+    values["subject"] = gegevens["subject"]
+    values["subject_type"] = gegevens["subjectType"]
+    adres = gegevens["adres"]
+    values["adres_aanwezig"] = adres is not None
+    for veld in ADRES_VELDEN:
+        values[f"adres_{veld}"] = adres[veld] if adres is not None else None
+    values["subject_identificatie"] = gegevens.get("subjectIdentificatie")
+    values.update(zoeksleutels(values["subject_identificatie"]))
+    return values
+
+
+def uit_rij(row) -> dict:
+    m = row._mapping
+    gegevens = {veld: m[kolom] for veld, kolom in VELDEN}
+    gegevens["adres"] = {veld: m[f"adres_{veld}"] for veld in ADRES_VELDEN} if m["adres_aanwezig"] else None
+    gegevens["subject"] = m["subject"]
+    gegevens["subjectType"] = m["subject_type"]
+    gegevens["subjectIdentificatie"] = m["subject_identificatie"]
+    return gegevens
+
+
+class Klant:
+    """A stored klant: its identity plus the API-shaped data."""
+
+    __slots__ = ("id", "uuid", "gegevens")
+
+    def __init__(self, id: int, uuid: uuid_mod.UUID, gegevens: dict):
+        self.id, self.uuid, self.gegevens = id, uuid, gegevens
+
+
+def _klant(row) -> Klant:
+    return Klant(row.id, row.uuid, uit_rij(row))
+
+
+class KlantenRepository:
+    def __init__(self, conn: sa.Connection):
+        self.conn = conn
+
+    def get(self, uuid: uuid_mod.UUID, *, for_update: bool = False) -> Klant | None:
+        q = sa.select(klant).where(klant.c.uuid == uuid)
+        if for_update:
+            q = q.with_for_update()
+        row = self.conn.execute(q).first()
+        return _klant(row) if row else None
+
+    def id_van(self, uuid: uuid_mod.UUID) -> int | None:
+        return self.conn.execute(sa.select(klant.c.id).where(klant.c.uuid == uuid)).scalar()
+
+    def klantnummer_bestaat(self, bronorganisatie: str, klantnummer: str, *, behalve_id: int | None = None) -> bool:
+        q = sa.select(klant.c.id).where(klant.c.bronorganisatie == bronorganisatie,
+                                        klant.c.klantnummer == klantnummer)
+        if behalve_id is not None:
+            q = q.where(klant.c.id != behalve_id)
+        return self.conn.execute(q.limit(1)).first() is not None
+
+    def toevoegen(self, uuid: uuid_mod.UUID, gegevens: dict, nu: dt.datetime) -> int:
+        result = self.conn.execute(sa.insert(klant).values(uuid=uuid, aangemaakt=nu, **naar_kolommen(gegevens))
+                                   .returning(klant.c.id))
+        return result.scalar_one()
+
+    def bijwerken(self, id: int, gegevens: dict) -> None:
+        self.conn.execute(sa.update(klant).where(klant.c.id == id).values(**naar_kolommen(gegevens)))
+
+    def verwijderen(self, id: int) -> None:
+        self.conn.execute(sa.delete(klant).where(klant.c.id == id))
+
+    def zoeken(self, filters: dict[str, str], offset: int, limit: int) -> tuple[int, list[Klant]]:
+        """filters: column name -> exact value. Ordered by creation (id)."""
+        where = [klant.c[kolom] == waarde for kolom, waarde in filters.items()]
+        count = self.conn.execute(sa.select(sa.func.count()).select_from(klant).where(*where)).scalar_one()
+        if offset >= count:
+            return count, []
+        rows = self.conn.execute(sa.select(klant).where(*where).order_by(klant.c.id).offset(offset).limit(limit))
+        return count, [_klant(r) for r in rows]
+
+    def volgend_klantnummer(self, bronorganisatie: str) -> str:
+        """kla-001: the next free generated klantnummer of a bronorganisatie.
+
+        The per-bronorganisatie counter row is locked (FOR UPDATE on PostgreSQL; SQLite writers are
+        serialised by BEGIN IMMEDIATE), so concurrent creates in any number of processes never draw the
+        same number. Numbers a client chose itself are skipped. A client that inserts the same number
+        concurrently still loses to the unique constraint; the caller retries then.
+        """
+        insert = (postgresql.insert if self.conn.dialect.name == "postgresql" else sqlite.insert)(klantnummer_reeks)
+        self.conn.execute(insert.values(bronorganisatie=bronorganisatie, laatste=0).on_conflict_do_nothing())
+        laatste = self.conn.execute(
+            sa.select(klantnummer_reeks.c.laatste).where(klantnummer_reeks.c.bronorganisatie == bronorganisatie)
+            .with_for_update()).scalar_one()
+        nummer = laatste
+        while True:
+            nummer += 1
+            if nummer > MAX_KLANTNUMMER:
+                raise KlantnummersUitgeput(bronorganisatie)
+            if not self.klantnummer_bestaat(bronorganisatie, str(nummer)):
+                break
+        self.conn.execute(sa.update(klantnummer_reeks).where(klantnummer_reeks.c.bronorganisatie == bronorganisatie)
+                          .values(laatste=nummer))
+        return str(nummer)

@@ -1,0 +1,21 @@
+"""Notification outbox: messages written in the write's transaction, sent later by the relay."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid as uuid_mod
+
+import sqlalchemy as sa
+
+from .tables import notificatie
+
+WACHTEND, VERZONDEN, MISLUKT = "pending", "sent", "failed"
+
+
+class NotificatieRepository:
+    def __init__(self, conn: sa.Connection):
+        self.conn = conn
+
+    def toevoegen(self, klant_uuid: uuid_mod.UUID, kanaal: str, bericht: str, nu: dt.datetime) -> None:
+        self.conn.execute(sa.insert(notificatie).values(
+            klant_uuid=klant_uuid, kanaal=kanaal, bericht=bericht, status=WACHTEND, pogingen=0,
+            volgende_poging=nu, laatste_fout="", aangemaakt=nu))

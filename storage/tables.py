@@ -1,0 +1,103 @@
+"""The database schema as SQLAlchemy Core tables. Tables come to exist only through Alembic migrations."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")   # SQLite only auto-increments INTEGER PRIMARY KEY
+
+# The filterable values of the subject identification, kept in indexed columns (derived from
+# subject_identificatie by storage.klanten.zoeksleutels, the only place that writes them).
+ZOEKSLEUTELS = ("inp_bsn", "anp_identificatie", "inp_a_nummer", "inn_nnp_id", "ann_identificatie", "vestigings_nummer")
+
+# columns filtered on by klant_list; each gets an index (value, id) so that a filtered page ordered by id is an index scan
+FILTER_KOLOMMEN = (
+    "klantnummer", "bedrijfsnaam", "functie", "achternaam", "telefoonnummer", "emailadres", "subject",
+    "subject_type", "adres_straatnaam", "adres_postcode", "adres_woonplaatsnaam", "adres_landcode",
+) + tuple(f"zoek_{k}" for k in ZOEKSLEUTELS)
+
+klant = sa.Table(
+    "klant", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.Uuid(), nullable=False, unique=True),
+    sa.Column("bronorganisatie", sa.String(9), nullable=False),
+    sa.Column("klantnummer", sa.String(8), nullable=False),
+    sa.Column("bedrijfsnaam", sa.String(200), nullable=False),
+    sa.Column("functie", sa.String(200), nullable=False),
+    sa.Column("website_url", sa.String(1000), nullable=False),
+    sa.Column("voornaam", sa.String(200), nullable=False),
+    sa.Column("voorvoegsel_achternaam", sa.String(10), nullable=False),
+    sa.Column("achternaam", sa.String(200), nullable=False),
+    sa.Column("telefoonnummer", sa.String(20), nullable=False),
+    sa.Column("emailadres", sa.String(254), nullable=False),
+    sa.Column("subject", sa.String(1000), nullable=False),
+    sa.Column("subject_type", sa.String(30), nullable=True),
+    # adres (KlantAdres) inline: one row per klant, adres_aanwezig tells `null` from an empty address
+    sa.Column("adres_aanwezig", sa.Boolean(), nullable=False),
+    sa.Column("adres_straatnaam", sa.String(100), nullable=True),
+    sa.Column("adres_huisnummer", sa.Integer(), nullable=True),
+    sa.Column("adres_huisletter", sa.String(1), nullable=True),
+    sa.Column("adres_huisnummertoevoeging", sa.String(4), nullable=True),
+    sa.Column("adres_postcode", sa.String(7), nullable=True),
+    sa.Column("adres_woonplaatsnaam", sa.String(80), nullable=True),
+    sa.Column("adres_landcode", sa.String(4), nullable=True),
+    # subjectIdentificatie: the complete nested object for the klant's subjectType, NULL when absent
+    sa.Column("subject_identificatie", sa.JSON(), nullable=True),
+    *(sa.Column(f"zoek_{k}", sa.String(24), nullable=True) for k in ZOEKSLEUTELS),
+    sa.Column("aangemaakt", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("bronorganisatie", "klantnummer", name="uq_klant_bronorganisatie_klantnummer"),
+    *(sa.Index(f"ix_klant_{c}", c, "id") for c in FILTER_KOLOMMEN),
+)
+
+audittrail = sa.Table(
+    "audittrail", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.Uuid(), nullable=False, unique=True),
+    sa.Column("klant_id", Id, sa.ForeignKey("klant.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("bron", sa.String(20), nullable=False),
+    sa.Column("applicatie_id", sa.String(100), nullable=False),
+    sa.Column("applicatie_weergave", sa.String(200), nullable=False),
+    sa.Column("gebruikers_id", sa.String(255), nullable=False),
+    sa.Column("gebruikers_weergave", sa.String(255), nullable=False),
+    sa.Column("actie", sa.String(50), nullable=False),
+    sa.Column("actie_weergave", sa.String(200), nullable=False),
+    sa.Column("resultaat", sa.Integer(), nullable=False),
+    sa.Column("hoofd_object", sa.String(1000), nullable=False),
+    sa.Column("resource", sa.String(50), nullable=False),
+    sa.Column("resource_url", sa.String(1000), nullable=False),
+    sa.Column("toelichting", sa.Text(), nullable=False),
+    sa.Column("resource_weergave", sa.String(200), nullable=False),
+    sa.Column("aanmaakdatum", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("wijzigingen", sa.JSON(), nullable=False),
+    sa.Column("logrecord_id", sa.String(255), nullable=False),
+    sa.Index("ix_audittrail_klant_id", "klant_id", "id"),
+)
+
+klantnummer_reeks = sa.Table(
+    "klantnummer_reeks", metadata,
+    sa.Column("bronorganisatie", sa.String(9), primary_key=True),
+    sa.Column("laatste", sa.BigInteger(), nullable=False),
+)
+
+# transactional outbox of notifications (written in the write's own transaction, sent by the relay)
+notificatie = sa.Table(
+    "notificatie", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("klant_uuid", sa.Uuid(), nullable=False),
+    sa.Column("kanaal", sa.String(50), nullable=False),
+    sa.Column("bericht", sa.Text(), nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("pogingen", sa.Integer(), nullable=False),
+    sa.Column("volgende_poging", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("laatste_fout", sa.String(500), nullable=False),
+    sa.Column("aangemaakt", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("verzonden", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_notificatie_status", "status", "volgende_poging", "id"),
+    sa.Index("ix_notificatie_klant_uuid", "klant_uuid", "id"),
+)
