@@ -13,6 +13,7 @@ from connexion.lifecycle import ConnexionResponse
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
 from connexion.security import BearerSecurityHandler
+from starlette.concurrency import run_in_threadpool
 
 import handlers
 from service.kla_002 import SubjectControle
@@ -41,9 +42,16 @@ def _security_handler(authorisatie: Authorisatie):
         """Checks the ZGW JWT and the operation's scopes (connexion's bearer handler ignores scopes)."""
 
         def get_fn(self, security_scheme, required_scopes):
-            def verify(request):
-                return authorisatie.verify(request.headers.get("authorization"), required_scopes)
-            return verify
+            if authorisatie.autorisaties_api is None:
+                def verify(request):
+                    return authorisatie.verify(request.headers.get("authorization"), required_scopes)
+                return verify
+
+            async def verify_remote(request):
+                # the Autorisaties API is asked over HTTP: keep the event loop free while it answers
+                return await run_in_threadpool(authorisatie.verify, request.headers.get("authorization"),
+                                               required_scopes)
+            return verify_remote
 
     return ZgwBearer
 
@@ -103,6 +111,12 @@ def create_app(settings: Settings | None = None, *, engine=None):
     for status in (404, 405, 500):
         app.add_error_handler(status, _error_handler(settings))
 
+    relay = None
+    if settings.notifications_api_url and settings.notifications_relay:
+        from notificaties.relay import Relay
+        relay = Relay(engine, settings).start()
+        service.na_notificatie = relay.wake.set
+
     flask_app: flask.Flask = app.app
     flask_app.extensions[EXTENSION] = Diensten(settings=settings, klanten=service)
     _spec_routes(app, spec, settings)
@@ -111,6 +125,7 @@ def create_app(settings: Settings | None = None, *, engine=None):
     asgi.connexion_app = app
     asgi.engine = engine
     asgi.settings = settings
+    asgi.relay = relay
     return asgi
 
 
@@ -139,6 +154,27 @@ def _spec_routes(app, spec: dict, settings: Settings) -> None:
         app.add_url_rule(f"{prefix}/openapi.json", f"spec_json_{prefix}", as_json)
     app.add_url_rule(f"{API_BASE_PATH}/schema/", "docs", docs)
 
+    def fout(klasse):
+        return flask.Response(_PAGE.format(titel=f"Fout: {klasse}", inhoud=(
+            f"<p>Het <code>type</code> van een foutbericht (application/problem+json) van de Klanten API. "
+            f"<code>code</code>, <code>title</code> en <code>detail</code> in het bericht beschrijven de fout; "
+            f"bij een validatiefout staat per veld in <code>invalidParams</code> wat er mis is.</p>")),
+            mimetype="text/html")
+
+    def kanalen():
+        return flask.Response(_PAGE.format(titel="Kanalen", inhoud=(
+            '<h2 id="klanten">klanten</h2><p>Deze API publiceert een notificatie op kanaal <code>klanten</code> '
+            "bij elke create, update, partial_update en destroy van een klant (resource <code>klant</code>). "
+            "Kenmerk: <code>subjectType</code> (filter <code>subject_type</code>).</p>")), mimetype="text/html")
+
+    app.add_url_rule("/ref/fouten/<klasse>/", "ref_fouten", fout)
+    app.add_url_rule("/ref/kanalen/", "ref_kanalen", kanalen)
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="nl"><head><meta charset="utf-8"><title>Klanten API - {titel}</title></head>
+<body><h1>{titel}</h1>{inhoud}</body></html>
+"""
 
 _REDOC = """<!DOCTYPE html>
 <html lang="nl"><head><meta charset="utf-8"><title>Klanten API 1.0 - documentatie</title>

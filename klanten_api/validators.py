@@ -130,7 +130,35 @@ if "uri" in RESPONSE_FORMATS.checkers:
         return value == "" or _stock_uri(value)
 
 
+def _wijzigingen_nullable(node, _seen=None):
+    """The audit trail's `wijzigingen.oud` is null for a create (reference behaviour the standard's audit-trail
+    text describes), while the schema types it as a plain object: accept null there, nowhere else."""
+    seen = set() if _seen is None else _seen
+    if id(node) in seen:
+        return node
+    seen.add(id(node))
+    if isinstance(node, dict):
+        props = node.get("properties")
+        if isinstance(props, dict) and set(props) == {"oud", "nieuw"}:
+            node["properties"] = {k: {**v, "nullable": True} for k, v in props.items()}
+        for value in list(node.values()):
+            _wijzigingen_nullable(value, seen)
+    elif isinstance(node, list):
+        for value in node:
+            _wijzigingen_nullable(value, seen)
+    return node
+
+
+_PATCHED: dict[int, tuple[dict, dict]] = {}   # the operation's schema object -> its patched copy
+
+
 class ZgwResponseValidator(JSONResponseBodyValidator):
+    def __init__(self, scope, *, schema, **kwargs):
+        patched = _PATCHED.get(id(schema))
+        if patched is None or patched[0] is not schema:
+            patched = _PATCHED[id(schema)] = (schema, _wijzigingen_nullable(copy.deepcopy(schema)))
+        super().__init__(scope, schema=patched[1], **kwargs)
+
     @property
     def validator(self):
         return Draft4ResponseValidator(self._schema, format_checker=RESPONSE_FORMATS)

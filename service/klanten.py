@@ -83,6 +83,7 @@ class KlantenService:
         self.schemas = schemas
         self.subjectcontrole = subjectcontrole
         self.notificeren = notificeren
+        self.na_notificatie = lambda: None     # wakes the outbox relay after a commit that queued a message
 
     # ---------- representations ----------
     def weergave(self, klant_uuid: uuid_mod.UUID, g: dict, verzoek: Verzoek) -> dict:
@@ -232,6 +233,7 @@ class KlantenService:
                                 verzoek, moment)
                     self._notificatie(uow, klant_uuid, "create", url, g["subjectType"], moment)
                     uow.commit()
+                    self.na_notificatie()
                     return weergave
             except sa.exc.IntegrityError as exc:
                 # kla-001: the database constraint decides when two requests race
@@ -326,6 +328,7 @@ class KlantenService:
                             nieuw, verzoek, moment)
                 self._notificatie(uow, klant_uuid, actie, nieuw["url"], g["subjectType"], moment)
                 uow.commit()
+                self.na_notificatie()
                 return nieuw
         except sa.exc.IntegrityError as exc:
             if is_unique_violation(exc, "uq_klant_bronorganisatie_klantnummer", ("bronorganisatie", "klantnummer")):
@@ -343,6 +346,7 @@ class KlantenService:
             uow.klanten.verwijderen(klant.id)
             self._notificatie(uow, klant_uuid, "destroy", url, klant.gegevens["subjectType"], nu())
             uow.commit()
+        self.na_notificatie()
 
     def audittrail_list(self, klant_uuid, verzoek: Verzoek) -> list[dict]:
         with UnitOfWork(self.engine) as uow:

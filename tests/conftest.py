@@ -106,6 +106,8 @@ class Server:
         self.app, self.url, self._server, self._thread = app, url, uvicorn_server, thread
 
     def stop(self):
+        if getattr(self.app, "relay", None) is not None:
+            self.app.relay.stop()
         self._server.should_exit = True
         self._thread.join(10)
 

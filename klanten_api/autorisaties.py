@@ -1,0 +1,83 @@
+"""Scopes from the Autorisaties API (optional, DECISIONS #13).
+
+Used for a client whose local entry names neither `scopes` nor `heeftAlleAutorisaties` (its secret
+still comes from the local file). Only grants for component `kc` count; answers are cached for a
+bounded time; an unreachable or failing Autorisaties API means 403, never 500.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import requests
+
+from service.constants import ALLE_SCOPES, COMPONENT
+from .errors import GeenToestemming
+from .settings import Settings
+
+log = logging.getLogger("klanten_api.autorisaties")
+AC_UNAVAILABLE = ("not_authenticated_for_ac",
+                  "De component kon zich niet autoriseren met het AC - de autorisaties konden daardoor niet "
+                  "opgehaald worden.")
+
+
+class AutorisatiesApi:
+    def __init__(self, settings: Settings, clock=time.monotonic):
+        self.root = settings.autorisaties_api_url
+        self.client_id = settings.autorisaties_client_id
+        self.secret = settings.autorisaties_secret
+        self.timeout = settings.autorisaties_timeout
+        self.ttl = settings.autorisaties_cache_seconds
+        self.clock = clock
+        self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._lock = threading.Lock()
+
+    def _headers(self) -> dict:
+        from notificaties.client import zgw_token
+        h = {"Accept": "application/json"}
+        if self.client_id and self.secret:
+            h["Authorization"] = f"Bearer {zgw_token(self.client_id, self.secret)}"
+        return h
+
+    def scopes(self, client_id: str) -> frozenset[str]:
+        now = self.clock()
+        with self._lock:
+            hit = self._cache.get(client_id)
+        if hit and hit[0] > now:
+            return hit[1]
+        granted = self._fetch(client_id)
+        with self._lock:
+            self._cache[client_id] = (now + self.ttl, granted)
+            if len(self._cache) > 10_000:          # bounded memory: drop expired entries
+                self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+        return granted
+
+    def _fetch(self, client_id: str) -> frozenset[str]:
+        try:
+            with requests.Session() as session:
+                session.trust_env = False
+                resp = session.get(f"{self.root}applicaties", params={"clientIds": client_id},
+                                   headers=self._headers(), timeout=(self.timeout, self.timeout))
+            if resp.status_code != 200:
+                log.warning("autorisaties api answered an error", extra={
+                    "event": "autorisaties_error", "status": resp.status_code})
+                raise GeenToestemming(*AC_UNAVAILABLE)
+            data = resp.json()
+        except (requests.RequestException, ValueError):
+            log.warning("autorisaties api unreachable", extra={"event": "autorisaties_unreachable"})
+            raise GeenToestemming(*AC_UNAVAILABLE) from None
+        applicaties = data.get("results", []) if isinstance(data, dict) else data
+        granted: set[str] = set()
+        for app in applicaties if isinstance(applicaties, list) else []:
+            if not isinstance(app, dict) or client_id not in (app.get("clientIds") or []):
+                continue
+            if app.get("heeftAlleAutorisaties") is True:
+                return frozenset(ALLE_SCOPES)
+            for autorisatie in app.get("autorisaties") or []:
+                if isinstance(autorisatie, dict) and autorisatie.get("component") == COMPONENT:
+                    granted.update(s for s in autorisatie.get("scopes") or [] if isinstance(s, str))
+        return frozenset(granted)
+
+    def staat_toe(self, client_id: str, required: set[str]) -> bool:
+        return required <= self.scopes(client_id)

@@ -1,0 +1,106 @@
+"""Operator commands: the notification outbox (list, retry, relay) and kanaal registration."""
+from __future__ import annotations
+
+import sys
+
+import sqlalchemy as sa
+
+from .settings import ConfigError, Settings
+
+
+def _engine(settings: Settings):
+    from storage.database import make_engine
+    return make_engine(settings.database_url, pool_size=2, max_overflow=2)
+
+
+def cmd_list(args, settings: Settings) -> int:
+    from storage.tables import notificatie
+    q = sa.select(notificatie.c.id, notificatie.c.klant_uuid, notificatie.c.status, notificatie.c.pogingen,
+                  notificatie.c.laatste_fout, notificatie.c.aangemaakt).order_by(notificatie.c.id)
+    if args.status != "all":
+        q = q.where(notificatie.c.status == args.status)
+    with _engine(settings).connect() as conn:
+        rows = conn.execute(q.limit(args.limit)).all()
+    print("id\tklant\tstatus\tpogingen\tlaatste_fout\taangemaakt")
+    for r in rows:
+        print(f"{r.id}\t{r.klant_uuid}\t{r.status}\t{r.pogingen}\t{r.laatste_fout}\t{r.aangemaakt}")
+    return 0
+
+
+def cmd_retry(args, settings: Settings) -> int:
+    import datetime as dt
+    from storage.notificaties import MISLUKT, WACHTEND
+    from storage.tables import notificatie
+    q = sa.update(notificatie).where(notificatie.c.status == MISLUKT)
+    if args.id:
+        q = q.where(notificatie.c.id.in_(args.id))
+    elif not args.all_failed:
+        raise ConfigError("give --id N (repeatable) or --all-failed")
+    with _engine(settings).begin() as conn:
+        n = conn.execute(q.values(status=WACHTEND, pogingen=0, laatste_fout="",
+                                  volgende_poging=dt.datetime.now(dt.timezone.utc))).rowcount
+    print(f"{n} notification(s) queued again")
+    return 0
+
+
+def cmd_relay(args, settings: Settings) -> int:
+    from notificaties.relay import Relay
+    if not settings.notifications_api_url:
+        raise ConfigError("KLANTEN_NOTIFICATIONS_API_URL is not set")
+    from .logging import configure_logging
+    configure_logging()
+    relay = Relay(_engine(settings), settings)
+    try:
+        relay.run()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_register_kanaal(args, settings: Settings) -> int:
+    """Register kanaal `klanten` at the Notificaties API unless it exists (as the reference's command)."""
+    import requests
+
+    from notificaties.client import NotificatiesApi
+    from service.constants import KANAAL, KENMERK_SUBJECT_TYPE
+    if args.notificaties_api_root:
+        from dataclasses import replace
+        root = args.notificaties_api_root if args.notificaties_api_root.endswith("/") else args.notificaties_api_root + "/"
+        settings = replace(settings, notifications_api_url=root)
+    if not settings.notifications_api_url:
+        raise ConfigError("KLANTEN_NOTIFICATIONS_API_URL is not set (or give --notificaties-api-root)")
+    naam = args.kanaal or KANAAL
+    base = settings.base_url or "http://localhost:8000"
+    api = NotificatiesApi(settings)
+    try:
+        if api.kanalen(naam):
+            print(f"kanaal {naam!r} already exists")
+            return 0
+        resp = api.maak_kanaal(naam, f"{base}/ref/kanalen/#{naam}", [KENMERK_SUBJECT_TYPE])
+    except requests.RequestException as exc:
+        print(f"klanten-api: the Notificaties API could not be reached: {type(exc).__name__}", file=sys.stderr)
+        return 1
+    if resp.status_code not in (200, 201):
+        print(f"klanten-api: registering kanaal {naam!r} failed: HTTP {resp.status_code}", file=sys.stderr)
+        return 1
+    print(f"kanaal {naam!r} registered")
+    return 0
+
+
+def add_commands(sub) -> None:
+    notif = sub.add_parser("notificaties", help="inspect and retry the notification outbox")
+    nsub = notif.add_subparsers(dest="notificaties_command", required=True)
+    lst = nsub.add_parser("list", help="list outbox messages (default: failed ones)")
+    lst.add_argument("--status", choices=["failed", "pending", "sent", "all"], default="failed")
+    lst.add_argument("--limit", type=int, default=1000)
+    lst.set_defaults(func=cmd_list)
+    retry = nsub.add_parser("retry", help="queue failed messages again")
+    retry.add_argument("--id", type=int, action="append")
+    retry.add_argument("--all-failed", action="store_true")
+    retry.set_defaults(func=cmd_retry)
+    relay = sub.add_parser("relay", help="run only the notification relay (the server runs one itself)")
+    relay.set_defaults(func=cmd_relay)
+    reg = sub.add_parser("register-kanaal", help="register kanaal 'klanten' at the Notificaties API")
+    reg.add_argument("kanaal", nargs="?")
+    reg.add_argument("--notificaties-api-root")
+    reg.set_defaults(func=cmd_register_kanaal)

@@ -1,0 +1,1 @@
+"""Notifications to the Notificaties API: the outbox relay and the kanaal registration."""

@@ -1,0 +1,51 @@
+"""HTTP client for the Notificaties API (ZGW JWT, timeouts on every call)."""
+from __future__ import annotations
+
+import time
+
+import jwt
+import requests
+
+from klanten_api.settings import Settings
+
+
+def zgw_token(client_id: str, secret: str) -> str:
+    """The token ZGW components send each other: HS256 with client_identifier in the JOSE header."""
+    payload = {"iss": client_id, "iat": int(time.time()), "client_id": client_id,
+               "user_id": "", "user_representation": ""}
+    return jwt.encode(payload, secret, algorithm="HS256", headers={"client_identifier": client_id})
+
+
+class NotificatiesApi:
+    def __init__(self, settings: Settings):
+        if not settings.notifications_api_url:
+            raise ValueError("KLANTEN_NOTIFICATIONS_API_URL is not set")
+        self.root = settings.notifications_api_url
+        self.client_id = settings.notifications_client_id
+        self.secret = settings.notifications_secret
+        self.timeout = settings.notifications_timeout
+        self.session = requests.Session()
+        self.session.trust_env = False
+
+    def headers(self) -> dict:
+        h = {"Accept": "application/json", "Content-Type": "application/json"}
+        if self.client_id and self.secret:
+            h["Authorization"] = f"Bearer {zgw_token(self.client_id, self.secret)}"
+        return h
+
+    def publiceer(self, bericht: str) -> requests.Response:
+        """POST one message, its body exactly as stored in the outbox."""
+        return self.session.post(f"{self.root}notificaties", data=bericht.encode("utf-8"), headers=self.headers(),
+                                 timeout=(self.timeout, self.timeout))
+
+    def kanalen(self, naam: str) -> list:
+        resp = self.session.get(f"{self.root}kanaal", params={"naam": naam}, headers=self.headers(),
+                                timeout=(self.timeout, self.timeout))
+        resp.raise_for_status()
+        data = resp.json()
+        return data.get("results", []) if isinstance(data, dict) else data
+
+    def maak_kanaal(self, naam: str, documentatie_link: str, filters: list[str]) -> requests.Response:
+        return self.session.post(f"{self.root}kanaal", json={"naam": naam, "documentatieLink": documentatie_link,
+                                                             "filters": filters},
+                                 headers=self.headers(), timeout=(self.timeout, self.timeout))

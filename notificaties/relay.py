@@ -1,0 +1,139 @@
+"""The outbox relay: delivers stored notifications to the Notificaties API, never in the request path.
+
+Delivery is at least once and in order per klant: only the oldest pending message of a klant is
+eligible. A message is claimed with a lease (its next attempt time moved past the send's timeout) in a
+short transaction of its own, with FOR UPDATE SKIP LOCKED on PostgreSQL, so any number of relays in
+any number of processes and machines can run at once; the HTTP call happens outside any transaction,
+so a slow or hanging Notificaties API never holds a lock that a write needs. A relay that dies after
+sending but before marking leaves the lease to expire, and the message is sent again.
+
+Retry policy: 5xx, 408, 429, timeouts and connection errors are retried with exponential backoff and
+full jitter, at most `notifications_max_attempts` times; any other 4xx is permanent. Both end as
+`failed`: kept, logged (ids only, no personal data) and listed by `klanten-api notificaties list`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import threading
+
+import requests
+import sqlalchemy as sa
+
+from klanten_api.settings import Settings
+from storage.notificaties import MISLUKT, VERZONDEN, WACHTEND
+from storage.tables import notificatie
+from .client import NotificatiesApi
+
+log = logging.getLogger("klanten_api.notificaties")
+MAX_BACKOFF_SECONDS = 300.0
+RETRYABLE_4XX = {408, 425, 429}
+
+
+def _nu() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Relay:
+    def __init__(self, engine: sa.Engine, settings: Settings, *, batch: int = 20):
+        self.engine = engine
+        self.settings = settings
+        self.api = NotificatiesApi(settings)
+        self.batch = batch
+        self.lease = dt.timedelta(seconds=2 * settings.notifications_timeout + 10)
+        self.wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---- claiming ----
+    def _claim(self) -> list[tuple[int, str]]:
+        nu = _nu()
+        ouder = notificatie.alias("ouder")
+        eerder_wachtend = sa.exists().where(ouder.c.klant_uuid == notificatie.c.klant_uuid,
+                                            ouder.c.status == WACHTEND, ouder.c.id < notificatie.c.id)
+        q = (sa.select(notificatie.c.id, notificatie.c.bericht)
+             .where(notificatie.c.status == WACHTEND, notificatie.c.volgende_poging <= nu, ~eerder_wachtend)
+             .order_by(notificatie.c.id).limit(self.batch))
+        with self.engine.connect() as conn:
+            conn.info["schrijven"] = True
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    q = q.with_for_update(skip_locked=True, of=notificatie)
+                rows = conn.execute(q).all()
+                if rows:
+                    conn.execute(sa.update(notificatie).where(notificatie.c.id.in_([r.id for r in rows]))
+                                 .values(volgende_poging=nu + self.lease, pogingen=notificatie.c.pogingen + 1))
+        return [(r.id, r.bericht) for r in rows]
+
+    def _markeer(self, id: int, **values) -> None:
+        with self.engine.connect() as conn:
+            conn.info["schrijven"] = True
+            with conn.begin():
+                conn.execute(sa.update(notificatie).where(notificatie.c.id == id, notificatie.c.status == WACHTEND)
+                             .values(**values))
+
+    def _pogingen(self, id: int) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(notificatie.c.pogingen).where(notificatie.c.id == id)).scalar_one()
+
+    def backoff(self, pogingen: int) -> float:
+        """Exponential backoff with full jitter: uniform in [base, base * 2^(n-1)], capped."""
+        hoogste = min(MAX_BACKOFF_SECONDS, self.settings.notifications_backoff * 2 ** max(0, pogingen - 1))
+        return random.uniform(min(self.settings.notifications_backoff, hoogste), hoogste)
+
+    # ---- sending ----
+    def verzend_batch(self) -> int:
+        """Claim and send one batch; returns how many messages were attempted."""
+        geclaimd = self._claim()
+        for id, bericht in geclaimd:
+            self._verzend(id, bericht)
+        return len(geclaimd)
+
+    def _verzend(self, id: int, bericht: str) -> None:
+        try:
+            resp = self.api.publiceer(bericht)
+            status, fout = resp.status_code, f"HTTP {resp.status_code}"
+        except requests.Timeout:
+            status, fout = None, "time-out"
+        except requests.RequestException:
+            status, fout = None, "verbinding mislukt"
+        if status is not None and 200 <= status < 300:
+            self._markeer(id, status=VERZONDEN, verzonden=_nu(), laatste_fout="")
+            log.info("notification delivered", extra={"event": "notification_delivered", "notificatie_id": id})
+            return
+        permanent = status is not None and 400 <= status < 500 and status not in RETRYABLE_4XX
+        pogingen = self._pogingen(id)
+        if permanent or pogingen >= self.settings.notifications_max_attempts:
+            self._markeer(id, status=MISLUKT, laatste_fout=fout)
+            log.warning("notification failed permanently", extra={
+                "event": "notification_failed", "notificatie_id": id, "reason": fout, "attempts": pogingen})
+            return
+        wacht = self.backoff(pogingen)
+        self._markeer(id, volgende_poging=_nu() + dt.timedelta(seconds=wacht), laatste_fout=fout)
+        log.info("notification will be retried", extra={
+            "event": "notification_retry", "notificatie_id": id, "reason": fout, "attempts": pogingen,
+            "retry_in_seconds": round(wacht, 2)})
+
+    # ---- running beside the server ----
+    def run(self, poll_seconds: float = 1.0) -> None:
+        while not self._stop.is_set():
+            try:
+                while self.verzend_batch() and not self._stop.is_set():
+                    pass
+            except Exception as exc:   # the database may be away for a moment; keep the relay alive
+                log.error("relay error", extra={"event": "relay_error", "exception_class": type(exc).__name__})
+                self._stop.wait(poll_seconds)
+            self.wake.wait(poll_seconds)
+            self.wake.clear()
+
+    def start(self) -> "Relay":
+        self._thread = threading.Thread(target=self.run, name="notificatie-relay", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self.wake.set()
+        if self._thread:
+            self._thread.join(timeout)
