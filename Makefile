@@ -7,7 +7,7 @@ PORT ?= 8000
 DEV_ENV := KLANTEN_AUTH_CONFIG=$${KLANTEN_AUTH_CONFIG:-config/dev-auth.yaml} \
 	KLANTEN_SUBJECT_ALLOWED_HOSTS=$${KLANTEN_SUBJECT_ALLOWED_HOSTS:-localhost,127.0.0.1}
 
-.PHONY: install run test test-sqlite test-postgres migrate clean
+.PHONY: install run test test-sqlite test-postgres migrate clean vng-conformance
 
 $(BIN)/klanten-api: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ run: install
 # The whole suite; KLANTEN_TEST_DATABASE_URL picks the database (SQLite by default, PostgreSQL in CI too).
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# VNG's official Postman conformance collection (newman) against a freshly started server; needs ../shared and npm.
+vng-conformance: install
+	$(BIN)/python conformance/run_vng.py
 
 clean:
 	rm -rf $(VENV) *.egg-info klanten.sqlite3*

@@ -131,7 +131,7 @@ class Authorisatie:
         try:
             claims = jwt.decode(token, app.secret, algorithms=["HS256"], leeway=LEEWAY_SECONDS,
                                 options={"verify_aud": False, "verify_iss": False, "verify_sub": False,
-                                         "verify_jti": False})
+                                         "verify_jti": False, "verify_iat": False})
         except jwt.InvalidSignatureError:
             raise GeenToestemming(*BAD_CREDENTIALS) from None
         except jwt.ExpiredSignatureError:
@@ -141,6 +141,9 @@ class Authorisatie:
         except (jwt.PyJWTError, ValueError, TypeError):
             raise GeenToestemming(*BAD_CLAIMS) from None
         _log_fact("client_id", client_id)
+        iat = claims.get("iat")
+        if iat is not None and (isinstance(iat, bool) or not isinstance(iat, (int, float))):
+            raise GeenToestemming(*BAD_CLAIMS)     # a future iat is fine (as the reference); a non-number is not
         required = set(required_scopes or [])
         if not self._staat_toe(app, client_id, required):
             raise GeenToestemming()

@@ -114,7 +114,8 @@ def problem(status: int, base_url: str, *, detail: str | None = None, code: str 
         "detail": detail or title,
         "instance": f"urn:uuid:{uuid.uuid4()}",
     }
-    if status == 400 and (soort is None or soort[0] == "ValidationError"):
+    if status == 400:
+        # every 400 is a ValidatieFout in the spec, so a parse error carries invalidParams too
         body["invalidParams"] = invalid_params or [
             {"name": "nonFieldErrors", "code": body["code"], "reason": body["detail"]}]
     return body
@@ -129,7 +130,8 @@ def from_exception(exc: BaseException, base_url: str) -> tuple[int, dict, dict]:
     from starlette.exceptions import HTTPException  # connexion problems and routing errors derive from it
 
     if isinstance(exc, ValidatieFout):
-        return 400, problem(400, base_url, invalid_params=[p.as_dict() for p in exc.invalid_params]), {}
+        return 400, problem(400, base_url, detail=VALIDATIE_DETAIL,
+                            invalid_params=[p.as_dict() for p in exc.invalid_params]), {}
     if isinstance(exc, ApiProblem):
         return exc.status, problem(exc.status, base_url, detail=exc.detail, code=exc.code, soort=exc.soort), exc.headers
     if isinstance(exc, HTTPException):
@@ -146,7 +148,7 @@ def from_exception(exc: BaseException, base_url: str) -> tuple[int, dict, dict]:
             detail = _text(getattr(exc, "detail", None)) or VALIDATIE_DETAIL
             return 400, problem(400, base_url, invalid_params=[
                 {"name": "nonFieldErrors", "code": "invalid", "reason": detail}]), {}
-        if status in SOORTEN:
+        if status in SOORTEN and status < 500:
             detail = _text(getattr(exc, "detail", None))
             return status, problem(status, base_url, detail=None if status == 404 else detail), headers
         return 500, problem(500, base_url, detail="Internal Server Error"), {}

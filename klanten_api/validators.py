@@ -32,6 +32,16 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+def _laatste(query_string: bytes, naam: str) -> str | None:
+    """The last value of a query parameter, as sent (connexion would already have cast it)."""
+    from urllib.parse import parse_qsl
+    waarde = None
+    for k, w in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if k == naam:
+            waarde = w
+    return waarde
+
+
 class ZgwParameterValidator(ParameterValidator):
     def __init__(self, parameters, uri_parser, strict_validation=False, security_query_params=None):
         unique, seen = [], set()
@@ -49,8 +59,8 @@ class ZgwParameterValidator(ParameterValidator):
                     isinstance(value, str) and UUID_RE.fullmatch(value)):
                 raise NietGevonden()
         if any(p["name"] == "page" for p in self.parameters.get("query", [])):
-            page = request.query_params.get("page")
-            if page is not None and not re.fullmatch(r"[0-9]{1,9}", str(page)):
+            page = _laatste(request.scope.get("query_string", b""), "page")
+            if page is not None and not re.fullmatch(r"[0-9]{1,9}|last", page):
                 raise NietGevonden("Ongeldige pagina.")
         for param in self.parameters.get("header", []):
             if param["name"].lower() == "content-type":
@@ -63,7 +73,8 @@ class ZgwParameterValidator(ParameterValidator):
         if content_type is None:
             has_body = int(headers.get("content-length") or 0) > 0 or "chunked" in headers.get("transfer-encoding", "")
             if has_body:
-                raise OngeldigMediaType("")
+                # reported as text/plain, the media type the reference's WSGI server assumes for it
+                raise OngeldigMediaType("text/plain")
             return
         if media_type(content_type) != JSON_MEDIA_TYPE:
             raise OngeldigMediaType(media_type(content_type) or content_type)

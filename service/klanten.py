@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid as uuid_mod
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
@@ -41,6 +42,17 @@ FILTERS = {
     "subjectNietNatuurlijkPersoon__annIdentificatie": "zoek_ann_identificatie",
     "subjectVestiging__vestigingsNummer": "zoek_vestigings_nummer",
 }
+
+
+def underscoreize(naam: str) -> str:
+    """camelCase -> snake_case the way the reference's parser does (inpBsn -> inp_bsn, inpANummer -> inp_a_nummer)."""
+    return re.sub(r"([a-z]|[0-9]+[a-z]?|[A-Z]?)([A-Z0-9])", r"\1_\2", naam).lower()
+
+
+FILTER_VOLGORDE = {naam: i for i, naam in enumerate(FILTERS)}
+FILTER_ALIASSEN = {underscoreize(naam): naam for naam in FILTERS}
+# the spec spells this one inpA_nummer; the body field is inpANummer: both reach the same filter
+FILTER_ALIASSEN[underscoreize("subjectNatuurlijkPersoon__inpANummer")] = "subjectNatuurlijkPersoon__inpA_nummer"
 
 
 @dataclass(frozen=True)
@@ -147,6 +159,9 @@ class KlantenService:
         subject_type = bestaand.gegevens["subjectType"] if bestaand is not None else waarde.get("subjectType")
         sid, sid_gegeven = None, "subjectIdentificatie" in body
         ruw = body.get("subjectIdentificatie")
+        if bestaand is None and sid_gegeven and ruw is None:
+            # on create there is nothing to remove: null is an error, as in the reference
+            raise ValidatieFout([InvalidParam("subjectIdentificatie", *v.NULL)])
         if sid_gegeven and subject_type in SUBJECT_SCHEMAS and ruw is not None:
             if not isinstance(ruw, dict):
                 raise ValidatieFout([InvalidParam("subjectIdentificatie.nonFieldErrors", *v.not_a_dict(ruw))])
@@ -254,10 +269,21 @@ class KlantenService:
             raise NietGevonden()
         return self.weergave(klant.uuid, klant.gegevens, verzoek)
 
-    def klant_list(self, filters: dict, page, verzoek: Verzoek) -> dict:
-        kolommen, fouten = {}, []
-        for naam, waarde in filters.items():
-            if naam not in FILTERS or waarde is None or waarde == "":
+    def klant_list(self, verzoek: Verzoek) -> dict:
+        """Filters are matched by their underscoreized names, as the reference does, so the spec's names and
+        their snake_case forms both work (subjectType / subject_type); unknown parameters are ignored; a
+        repeated parameter counts with its last value; an empty value means no filter."""
+        kolommen, fouten, page = {}, [], None
+        for naam, waarde in parse_qsl(verzoek.query, keep_blank_values=True):
+            if naam == "page":
+                page = waarde
+                continue
+            naam = FILTER_ALIASSEN.get(underscoreize(naam))
+            if naam is None:
+                continue
+            kolommen.pop(FILTERS[naam], None)
+            fouten = [f for f in fouten if f.name != naam]
+            if waarde == "":
                 continue
             if naam == "bronorganisatie" and (fout := elfproef_fout(waarde)):
                 fouten.append(InvalidParam(naam, *fout))
@@ -267,11 +293,17 @@ class KlantenService:
                 fouten.append(InvalidParam(naam, *v.filter_invalid_choice(waarde)))
             kolommen[FILTERS[naam]] = waarde
         if fouten:
-            raise ValidatieFout(fouten)
-        pagina = 1 if page is None else page
-        if not isinstance(pagina, int) or pagina < 1:
-            raise NietGevonden(ONGELDIGE_PAGINA)
+            raise ValidatieFout(sorted(fouten, key=lambda f: FILTER_VOLGORDE[f.name]))   # the spec's order
         with UnitOfWork(self.engine) as uow:
+            if page == "last":
+                count, _ = uow.klanten.zoeken(kolommen, 0, 0)
+                pagina = max(1, -(-count // PAGINAGROOTTE))
+            elif page in (None, ""):
+                pagina = 1
+            elif page.isdigit() and int(page) >= 1:
+                pagina = int(page)
+            else:
+                raise NietGevonden(ONGELDIGE_PAGINA)
             count, klanten = uow.klanten.zoeken(kolommen, (pagina - 1) * PAGINAGROOTTE, PAGINAGROOTTE)
         if pagina > 1 and not klanten:
             raise NietGevonden(ONGELDIGE_PAGINA)

@@ -110,6 +110,8 @@ def is_email(value: str) -> bool:
 # properties with a rule the schema cannot express: (schema name, property) -> rule
 RSIN_VELDEN = {("Klant", "bronorganisatie"), ("NietNatuurlijkPersoon", "innNnpId"), ("NatuurlijkPersoon", "inpBsn")}
 PATTERN_FOUTEN = {("NatuurlijkPersoon", "inpANummer"): A_NUMMER}
+# nested parts of the subject identification that may be sent as null (no such part; on PUT/PATCH: remove it)
+NULLABLE_REFS = {"VerblijfsAdres", "SubVerblijfBuitenland"}
 # enums for which the reference also accepts "" (the optional choice fields of the subject identification)
 BLANK_ENUMS = {("NatuurlijkPersoon", "geslachtsaanduiding"), ("NietNatuurlijkPersoon", "innRechtsvorm")}
 
@@ -165,7 +167,7 @@ class SchemaValidatie:
         ref_naam, schema = self._resolve(prop)
         fout = lambda c: (False, None, [InvalidParam(veldnaam, *c)])  # noqa: E731
         if value is None:
-            if schema.get("nullable") or prop.get("nullable"):
+            if schema.get("nullable") or prop.get("nullable") or ref_naam in NULLABLE_REFS:
                 return True, None, []
             return fout(NULL)
         soort = schema.get("type")
@@ -208,10 +210,8 @@ class SchemaValidatie:
         return not fouten, getal, fouten
 
     def _string(self, value, schema: dict, veldnaam: str, sleutel: tuple[str, str], verplicht: bool):
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not _is_unicode(value):
             return False, None, [InvalidParam(veldnaam, *NOT_A_STRING)]
-        if "\x00" in value:
-            return False, None, [InvalidParam(veldnaam, *NUL_CHARACTER)]
         tekst = value.strip()
         if tekst == "":
             if schema.get("minLength", 0) >= 1 or verplicht:
@@ -219,9 +219,10 @@ class SchemaValidatie:
             if "enum" in schema and sleutel not in BLANK_ENUMS:
                 return False, None, [InvalidParam(veldnaam, *invalid_choice(tekst))]
             return True, "", []
-        fouten: list[InvalidParam] = []
         if "enum" in schema and tekst not in schema["enum"]:
             return False, None, [InvalidParam(veldnaam, *invalid_choice(tekst))]
+        # every check of the field runs, in the reference's order: its own rule, length, NUL, format
+        fouten: list[InvalidParam] = []
         if sleutel in RSIN_VELDEN:
             elf = elfproef_fout(tekst)
             if elf:
@@ -230,9 +231,20 @@ class SchemaValidatie:
             fouten.append(InvalidParam(veldnaam, *PATTERN_FOUTEN[sleutel]))
         if "maxLength" in schema and len(tekst) > schema["maxLength"]:
             fouten.append(InvalidParam(veldnaam, *max_length(schema["maxLength"])))
+        if "\x00" in tekst:
+            fouten.append(InvalidParam(veldnaam, *NUL_CHARACTER))
         formaat = schema.get("format")
         if formaat == "uri" and not is_url(tekst):
             fouten.append(InvalidParam(veldnaam, *INVALID_URL))
         elif formaat == "email" and not is_email(tekst):
             fouten.append(InvalidParam(veldnaam, *INVALID_EMAIL))
         return not fouten, tekst, fouten
+
+
+def _is_unicode(value: str) -> bool:
+    """False for strings with lone surrogates (JSON allows the escapes; no database can store them)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
