@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
-DEV_ENV := KLANTEN_AUTH_CONFIG=$${KLANTEN_AUTH_CONFIG:-config/dev-auth.yaml} \
+DEV_ENV := KLANTEN_DEVELOPMENT=$${KLANTEN_DEVELOPMENT:-true} \
+	KLANTEN_AUTH_CONFIG=$${KLANTEN_AUTH_CONFIG:-config/dev-auth.yaml} \
 	KLANTEN_SUBJECT_ALLOWED_HOSTS=$${KLANTEN_SUBJECT_ALLOWED_HOSTS:-localhost,127.0.0.1}
 
 .PHONY: install run test test-sqlite test-postgres migrate clean vng-conformance

@@ -168,6 +168,7 @@ def start_server(tmp: Path, port: int, logfile) -> subprocess.Popen:
         "KLANTEN_DATABASE_URL": f"sqlite:///{tmp / 'conformance.sqlite3'}",
         "KLANTEN_AUTH_CONFIG": AUTH_CONFIG,
         "KLANTEN_SUBJECT_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "KLANTEN_DEVELOPMENT": "true",      # config/dev-auth.yaml holds development secrets
     })
     return subprocess.Popen([str(SERVER), "serve", "--host", "127.0.0.1", "--port", str(port)],
                             cwd=REPO, env=env, stdout=logfile, stderr=subprocess.STDOUT)

@@ -20,10 +20,13 @@ from service.kla_002 import SubjectControle
 from service.klanten import KlantenService
 from service.validatie import SchemaValidatie
 from storage.database import make_engine
-from .auth import Authorisatie, load_applicaties
+from .auth import Authorisatie, controleer_geheimen, load_applicaties
 from .context import EXTENSION, Diensten
 from .errors import PROBLEM_JSON, from_exception
+from .logging import harden_library_loggers
 from .http import ZgwHttp, public_base
+from .ops import Metrics, OpsEndpoints
+from .ratelimit import controleer as rate_limit, make_limiter
 from .settings import API_BASE_PATH, SPEC_PATH, Settings
 from .validators import VALIDATOR_MAP
 
@@ -37,20 +40,24 @@ class OperationIdResolver(Resolver):
         return getattr(handlers, operation_id)
 
 
-def _security_handler(authorisatie: Authorisatie):
+def _security_handler(authorisatie: Authorisatie, limiter):
     class ZgwBearer(BearerSecurityHandler):
         """Checks the ZGW JWT and the operation's scopes (connexion's bearer handler ignores scopes)."""
 
         def get_fn(self, security_scheme, required_scopes):
             if authorisatie.autorisaties_api is None:
                 def verify(request):
-                    return authorisatie.verify(request.headers.get("authorization"), required_scopes)
+                    token_info = authorisatie.verify(request.headers.get("authorization"), required_scopes)
+                    rate_limit(limiter, token_info["client_id"])
+                    return token_info
                 return verify
 
             async def verify_remote(request):
                 # the Autorisaties API is asked over HTTP: keep the event loop free while it answers
-                return await run_in_threadpool(authorisatie.verify, request.headers.get("authorization"),
-                                               required_scopes)
+                token_info = await run_in_threadpool(authorisatie.verify, request.headers.get("authorization"),
+                                                     required_scopes)
+                await run_in_threadpool(rate_limit, limiter, token_info["client_id"])
+                return token_info
             return verify_remote
 
     return ZgwBearer
@@ -75,6 +82,7 @@ def create_app(settings: Settings | None = None, *, engine=None):
     settings = settings or Settings.from_env()
     spec = load_spec()
     applicaties = load_applicaties(settings.auth_config)
+    controleer_geheimen(settings, applicaties)
     if not applicaties.configured:
         log.warning("KLANTEN_AUTH_CONFIG is not set: every API request will be refused (403)",
                     extra={"event": "auth_not_configured"})
@@ -85,7 +93,10 @@ def create_app(settings: Settings | None = None, *, engine=None):
     authorisatie = Authorisatie(applicaties, autorisaties_api)
 
     engine = engine or make_engine(settings.database_url, pool_size=settings.db_pool_size,
-                                   max_overflow=settings.db_max_overflow, pool_timeout=settings.db_pool_timeout)
+                                   max_overflow=settings.db_max_overflow, pool_timeout=settings.db_pool_timeout,
+                                   statement_timeout_ms=settings.db_statement_timeout_ms,
+                                   lock_timeout_ms=settings.db_lock_timeout_ms)
+    harden_library_loggers()
     subjectcontrole = SubjectControle(timeout=settings.subject_timeout, max_bytes=settings.subject_max_bytes,
                                       allowed_hosts=settings.subject_allowed_hosts)
     service = KlantenService(engine, SchemaValidatie(spec["components"]), subjectcontrole,
@@ -93,7 +104,7 @@ def create_app(settings: Settings | None = None, *, engine=None):
 
     app = connexion.FlaskApp(
         __name__,
-        security_map={"bearer": _security_handler(authorisatie)},
+        security_map={"bearer": _security_handler(authorisatie, make_limiter(settings))},
         validator_map=VALIDATOR_MAP,
         swagger_ui_options=SwaggerUIOptions(
             serve_spec=False, swagger_ui_path="/schema/ui",
@@ -121,7 +132,9 @@ def create_app(settings: Settings | None = None, *, engine=None):
     flask_app.extensions[EXTENSION] = Diensten(settings=settings, klanten=service)
     _spec_routes(app, spec, settings)
 
-    asgi = ZgwHttp(app, settings=settings, spec_paths=spec["paths"])
+    metrics = Metrics()
+    asgi = ZgwHttp(app, settings=settings, spec_paths=spec["paths"], ops=OpsEndpoints(engine, metrics),
+                   metrics=metrics)
     asgi.connexion_app = app
     asgi.engine = engine
     asgi.settings = settings

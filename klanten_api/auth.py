@@ -15,7 +15,7 @@ import yaml
 
 from service.constants import ALLE_SCOPES
 from .errors import GeenToestemming
-from .settings import ConfigError
+from .settings import ConfigError, Settings, zwak_geheim
 
 warnings.filterwarnings("ignore", category=jwt.warnings.InsecureKeyLengthWarning) if hasattr(jwt, "warnings") else None
 
@@ -100,6 +100,23 @@ def load_applicaties(path: Path | None) -> Applicaties:
                 raise ConfigError(f"{where}: client id {cid!r} is configured twice")
             result.by_client_id[cid] = app
     return result
+
+
+def controleer_geheimen(settings: Settings, applicaties: Applicaties) -> None:
+    """Outside development, refuse short or placeholder secrets (a guessable secret lets anyone mint tokens)."""
+    if settings.development:
+        return
+    geheimen = [(f"KLANTEN_AUTH_CONFIG: secret of application {app.label!r}", app.secret)
+                for app in {id(a): a for a in applicaties.by_client_id.values()}.values()]
+    if settings.notifications_api_url and settings.notifications_secret:
+        geheimen.append(("KLANTEN_NOTIFICATIONS_SECRET", settings.notifications_secret))
+    if settings.autorisaties_api_url and settings.autorisaties_secret:
+        geheimen.append(("KLANTEN_AUTORISATIES_SECRET", settings.autorisaties_secret))
+    for naam, geheim in geheimen:
+        reden = zwak_geheim(geheim)
+        if reden:
+            raise ConfigError(f"{naam} is {reden}; use a random secret of at least 32 bytes "
+                              "(or set KLANTEN_DEVELOPMENT=true on a developer machine)")
 
 
 class Authorisatie:

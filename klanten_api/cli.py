@@ -15,8 +15,8 @@ def _migrate(settings: Settings) -> None:
 
 def cmd_serve(args, settings: Settings) -> int:
     import uvicorn
-    from .auth import load_applicaties
-    load_applicaties(settings.auth_config)          # a bad file stops start-up here, with its message
+    from .auth import controleer_geheimen, load_applicaties
+    controleer_geheimen(settings, load_applicaties(settings.auth_config))   # a bad file stops start-up here
     _migrate(settings)
     uvicorn.run("klanten_api.app:create_app_from_env", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_config=None, access_log=False, proxy_headers=False,

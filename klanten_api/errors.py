@@ -152,12 +152,27 @@ def from_exception(exc: BaseException, base_url: str) -> tuple[int, dict, dict]:
             detail = _text(getattr(exc, "detail", None))
             return status, problem(status, base_url, detail=None if status == 404 else detail), headers
         return 500, problem(500, base_url, detail="Internal Server Error"), {}
+    if _database_weg(exc):
+        log.error("database unavailable", extra={"event": "database_unavailable",
+                                                 "exception_class": type(exc).__name__})
+        return 503, problem(503, base_url, detail="De database is tijdelijk niet bereikbaar."), {"Retry-After": "5"}
     # The exception message may echo request data (personal data): log the class and the frames only.
     frames = traceback.extract_tb(exc.__traceback__)
     log.error("unhandled exception", extra={
         "event": "unhandled_exception", "exception_class": type(exc).__name__,
         "frames": [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}:{f.name}" for f in frames[-8:]]})
     return 500, problem(500, base_url, detail="Internal Server Error"), {}
+
+
+def _database_weg(exc: BaseException) -> bool:
+    """A lost or unreachable database (not a bad query): the client may simply try again."""
+    import sqlalchemy.exc as sa_exc
+    if isinstance(exc, sa_exc.TimeoutError):          # no pooled connection within the pool timeout
+        return True
+    if isinstance(exc, sa_exc.DBAPIError) and (exc.connection_invalidated
+                                                or isinstance(exc, sa_exc.OperationalError)):
+        return True
+    return False
 
 
 def _text(value) -> str | None:

@@ -7,6 +7,7 @@ detail resources, 406 for an unacceptable Accept, a body-size limit (413), the f
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import logging
 import re
@@ -78,12 +79,50 @@ def path_templates(spec_paths: dict) -> list[tuple[re.Pattern, str, dict]]:
     return out
 
 
+def _in_networks(address: str | None, networks) -> bool:
+    if not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
 class ZgwHttp:
-    def __init__(self, app, *, settings, spec_paths: dict, max_body_bytes: int = 1_048_576):
+    def __init__(self, app, *, settings, spec_paths: dict, ops=None, metrics=None):
         self.app = app
         self.settings = settings
         self.templates = path_templates(spec_paths)
-        self.max_body_bytes = max_body_bytes
+        self.max_body_bytes = settings.max_body_bytes
+        self.ops = ops
+        self.metrics = metrics
+        self.trusted = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
+
+    def _cors(self, origin: str | None) -> list:
+        """CORS headers for a request from `origin` (any origin by default, as the reference)."""
+        allowed = self.settings.cors_allowed_origins
+        if not origin or not allowed:
+            return []
+        if "*" in allowed:
+            return [(b"access-control-allow-origin", b"*")]
+        if origin in allowed:
+            return [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
+        return []
+
+    def _behind_proxy(self, scope) -> dict:
+        """Honour X-Forwarded-Proto/Host only from a proxy listed in KLANTEN_TRUSTED_PROXIES."""
+        if not self.trusted or not _in_networks((scope.get("client") or (None,))[0], self.trusted):
+            return scope
+        headers = Headers(scope=scope)
+        proto = (headers.get("x-forwarded-proto") or "").split(",")[0].strip().lower()
+        host = (headers.get("x-forwarded-host") or "").split(",")[0].strip()
+        scope = dict(scope)
+        if proto in ("http", "https"):
+            scope["scheme"] = proto
+        if host and re.fullmatch(r"[A-Za-z0-9.\-\[\]:]{1,255}", host):
+            scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"host"] + [(b"host", host.encode())]
+        return scope
 
     async def _send_problem(self, send, status: int, base: str, extra_headers=(), **kwargs) -> None:
         body = problem_bytes(status, base, **kwargs)
@@ -102,6 +141,9 @@ class ZgwHttp:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started = time.perf_counter()
+        if self.ops is not None and scope["path"] in self.ops.PATHS:
+            return await self.ops(scope, receive, send)
+        scope = self._behind_proxy(scope)
         headers = Headers(scope=scope)
         request_id = headers.get("x-request-id") or str(uuid.uuid4())
         if not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", request_id):
@@ -113,7 +155,7 @@ class ZgwHttp:
         status_holder = {"status": 500}
         facts = {}
         VERZOEK_LOG.set(facts)
-        cors = [(b"access-control-allow-origin", b"*")] if origin else []
+        cors = self._cors(origin)
         common = [(b"x-request-id", request_id.encode()), (b"x-content-type-options", b"nosniff"), *cors]
 
         async def finish(status: int):
@@ -124,7 +166,7 @@ class ZgwHttp:
                 await finish(404)
                 return await self._send_problem(send, 404, base, common)
             is_api = path.startswith(API_BASE_PATH + "/klanten")
-            if is_api and method == "OPTIONS" and origin and headers.get("access-control-request-method"):
+            if is_api and method == "OPTIONS" and cors and headers.get("access-control-request-method"):
                 await finish(200)
                 await send({"type": "http.response.start", "status": 200, "headers": [
                     *common, (b"access-control-allow-headers", CORS_ALLOW_HEADERS.encode()),
@@ -202,13 +244,16 @@ class ZgwHttp:
 
             await self.app(scope, receive, send_wrapper)
         finally:
+            operation_id = self._route(path)[1].get(method)
+            if self.metrics is not None:
+                self.metrics.observe(operation_id, status_holder["status"], time.perf_counter() - started)
             log.info("request", extra={
                 "event": "request", "method": method, "path": path,
                 "query_keys": sorted({k.decode("latin-1") for k, _, _ in
                                       (p.partition(b"=") for p in scope.get("query_string", b"").split(b"&") if p)}),
                 "status": status_holder["status"],
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "operation_id": self._route(path)[1].get(method),
+                "operation_id": operation_id,
                 "client_id": facts.get("client_id"),
                 "request_id": request_id,
             })

@@ -19,6 +19,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str, ensure_ascii=False)
 
 
+# Libraries that would write request data (URLs with BSNs, validation messages quoting values) below these
+# levels; their records are not even created.
+QUIET_LIBRARIES = {"urllib3": logging.WARNING, "requests": logging.WARNING, "connexion": logging.ERROR,
+                   "werkzeug": logging.WARNING, "httpx": logging.WARNING, "httpcore": logging.WARNING,
+                   "sqlalchemy": logging.WARNING, "alembic": logging.WARNING}
+
+
+def harden_library_loggers() -> None:
+    for name, level in QUIET_LIBRARIES.items():
+        logger = logging.getLogger(name)
+        if logger.level < level:
+            logger.setLevel(level)
+
+
 def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
@@ -29,3 +43,4 @@ def configure_logging(level: str = "INFO") -> None:
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("uvicorn.error").handlers[:] = []
     logging.getLogger("uvicorn.error").propagate = True
+    harden_library_loggers()

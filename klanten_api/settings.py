@@ -82,6 +82,14 @@ class Settings:
     autorisaties_secret: str = ""
     autorisaties_timeout: float = 5.0
     autorisaties_cache_seconds: float = 300.0
+    development: bool = False
+    max_body_bytes: int = 1_048_576
+    rate_limit: str = ""                 # "<requests>/<seconds>" per client_id, e.g. "600/60"; empty: off
+    redis_url: str | None = None
+    cors_allowed_origins: tuple[str, ...] = ("*",)
+    trusted_proxies: tuple[str, ...] = ()
+    db_statement_timeout_ms: int = 30_000
+    db_lock_timeout_ms: int = 10_000
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -120,4 +128,46 @@ class Settings:
             autorisaties_secret=env.get("KLANTEN_AUTORISATIES_SECRET", ""),
             autorisaties_timeout=_float(env, "KLANTEN_AUTORISATIES_TIMEOUT", cls.autorisaties_timeout),
             autorisaties_cache_seconds=_float(env, "KLANTEN_AUTORISATIES_CACHE_SECONDS", cls.autorisaties_cache_seconds),
+            development=_bool(env, "KLANTEN_DEVELOPMENT", cls.development),
+            max_body_bytes=_int(env, "KLANTEN_MAX_BODY_BYTES", cls.max_body_bytes),
+            rate_limit=_rate_limit(env.get("KLANTEN_RATE_LIMIT", "").strip()),
+            redis_url=env.get("KLANTEN_REDIS_URL", "").strip() or None,
+            cors_allowed_origins=tuple(o.strip() for o in env.get("KLANTEN_CORS_ALLOWED_ORIGINS", "*").split(",")
+                                       if o.strip()),
+            trusted_proxies=_list(env, "KLANTEN_TRUSTED_PROXIES"),
+            db_statement_timeout_ms=_int(env, "KLANTEN_DB_STATEMENT_TIMEOUT_MS", cls.db_statement_timeout_ms),
+            db_lock_timeout_ms=_int(env, "KLANTEN_DB_LOCK_TIMEOUT_MS", cls.db_lock_timeout_ms),
         )
+
+    def rate_limit_parts(self) -> tuple[int, float] | None:
+        if not self.rate_limit:
+            return None
+        aantal, seconden = self.rate_limit.split("/")
+        return int(aantal), float(seconden)
+
+
+PLACEHOLDER_MARKERS = ("changeme", "change-me", "placeholder", "not-for-production", "example", "secret", "xxx",
+                       "todo", "letmein", "password")
+MIN_SECRET_BYTES = 32
+
+
+def zwak_geheim(secret: str) -> str | None:
+    """Why a secret is unfit outside development (None when it is fine)."""
+    if len(secret.encode("utf-8")) < MIN_SECRET_BYTES:
+        return f"shorter than {MIN_SECRET_BYTES} bytes"
+    lowered = secret.lower()
+    if len(set(secret)) < 8 or any(marker in lowered for marker in PLACEHOLDER_MARKERS):
+        return "a placeholder"
+    return None
+
+
+def _rate_limit(raw: str) -> str:
+    if not raw:
+        return ""
+    try:
+        aantal, seconden = raw.split("/")
+        if int(aantal) < 1 or float(seconden) <= 0:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"KLANTEN_RATE_LIMIT must look like 600/60 (requests/seconds), got {raw!r}") from None
+    return raw

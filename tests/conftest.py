@@ -3,6 +3,7 @@ migrated by Alembic, and real servers on loopback (uvicorn in a thread) spoken t
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
@@ -131,7 +132,8 @@ def start_server(settings: Settings, engine=None) -> Server:
 
 @pytest.fixture(scope="session")
 def base_settings(database_url, auth_config) -> Settings:
-    return Settings(database_url=database_url, auth_config=auth_config,
+    # development: the test suite's secrets are recognisable test values (test_secrets.py covers production)
+    return Settings(database_url=database_url, auth_config=auth_config, development=True,
                     subject_allowed_hosts=("127.0.0.1", "localhost"), subject_timeout=2.0,
                     validate_responses=True)
 
@@ -158,6 +160,20 @@ def server_factory(base_settings, engine):
         srv.stop()
 
 
+# No response body of the whole suite may reveal internals: a traceback, SQL, a driver or a file path.
+LEAKS = re.compile(r"Traceback \(most recent call last\)|sqlalchemy\.|psycopg|sqlite3\.|site-packages"
+                   r"|File \"/|\bSELECT\b.+\bFROM\b|\bINSERT INTO\b|/(?:work|home|usr|tmp|root)/\S*\.py")
+DOCUMENT_PATHS = ("/openapi.yaml", "/openapi.json", "/schema/", "/schema/ui")
+
+
+def assert_no_leak(response) -> None:
+    if any(p in response.url for p in DOCUMENT_PATHS):
+        return
+    text = response.content.decode("utf-8", "replace")
+    found = LEAKS.search(text)
+    assert found is None, f"response of {response.request.method} {response.url} reveals internals: {found.group(0)!r}"
+
+
 class Api:
     """A requests session against a test server, authenticated as `client_id` unless told otherwise."""
 
@@ -175,7 +191,9 @@ class Api:
 
     def request(self, method, path, *, json=None, headers=None, auth=True, **kw):
         url = path if path.startswith("http") else f"{self.root}{path}"
-        return self.session.request(method, url, json=json, headers=self.headers(headers, auth), timeout=30, **kw)
+        response = self.session.request(method, url, json=json, headers=self.headers(headers, auth), timeout=30, **kw)
+        assert_no_leak(response)
+        return response
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)

@@ -10,3 +10,18 @@ def test_create_then_read(api, subject_url):
     read = api.get(created.json()["url"])
     assert read.status_code == 200
     assert read.json() == created.json()
+
+
+def test_the_leak_check_catches_internals():
+    """conftest.assert_no_leak runs on every response of the suite; it must recognise what it looks for."""
+    import pytest
+    import requests
+    from conftest import assert_no_leak
+    for leak in ('Traceback (most recent call last):', 'sqlalchemy.exc.IntegrityError', 'File "/work/main/x.py"',
+                 "SELECT klant.id FROM klant", "/root/app/service/klanten.py"):
+        response = requests.Response()
+        response._content = leak.encode()
+        response.url = "http://127.0.0.1/api/v1/klanten"
+        response.request = requests.Request("GET", response.url).prepare()
+        with pytest.raises(AssertionError):
+            assert_no_leak(response)
