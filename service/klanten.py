@@ -294,6 +294,8 @@ class KlantenService:
             kolommen[FILTERS[naam]] = waarde
         if fouten:
             raise ValidatieFout(sorted(fouten, key=lambda f: FILTER_VOLGORDE[f.name]))   # the spec's order
+        if any("\x00" in w for w in kolommen.values()):
+            kolommen = None        # no stored value holds a NUL character (they are refused on input): no match
         with UnitOfWork(self.engine) as uow:
             if page == "last":
                 count, _ = uow.klanten.zoeken(kolommen, 0, 0)

@@ -102,8 +102,10 @@ class KlantenRepository:
     def verwijderen(self, id: int) -> None:
         self.conn.execute(sa.delete(klant).where(klant.c.id == id))
 
-    def zoeken(self, filters: dict[str, str], offset: int, limit: int) -> tuple[int, list[Klant]]:
-        """filters: column name -> exact value. Ordered by creation (id)."""
+    def zoeken(self, filters: dict[str, str] | None, offset: int, limit: int) -> tuple[int, list[Klant]]:
+        """filters: column name -> exact value (None: nothing can match). Ordered by creation (id)."""
+        if filters is None:
+            return 0, []
         where = [klant.c[kolom] == waarde for kolom, waarde in filters.items()]
         count = self.conn.execute(sa.select(sa.func.count()).select_from(klant).where(*where)).scalar_one()
         if offset >= count:
