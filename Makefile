@@ -8,7 +8,7 @@ DEV_ENV := KLANTEN_DEVELOPMENT=$${KLANTEN_DEVELOPMENT:-true} \
 	KLANTEN_AUTH_CONFIG=$${KLANTEN_AUTH_CONFIG:-config/dev-auth.yaml} \
 	KLANTEN_SUBJECT_ALLOWED_HOSTS=$${KLANTEN_SUBJECT_ALLOWED_HOSTS:-localhost,127.0.0.1}
 
-.PHONY: install run test test-sqlite test-postgres migrate clean vng-conformance
+.PHONY: conformance install run test test-sqlite test-postgres migrate clean vng-conformance
 
 $(BIN)/klanten-api: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: install
 # VNG's official Postman conformance collection (newman) against a freshly started server; needs ../shared and npm.
 vng-conformance: install
 	$(BIN)/python conformance/run_vng.py
+
+# schemathesis CLI against any Klanten API server: make conformance BASE_URL=... CLIENT_ID=... SECRET=...
+conformance: install
+	$(BIN)/python conformance/run_schemathesis.py
 
 clean:
 	rm -rf $(VENV) *.egg-info klanten.sqlite3*

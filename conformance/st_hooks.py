@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections import Counter
 
 import schemathesis
 
@@ -67,6 +68,11 @@ def before_load_schema(context, raw_schema):
                  for op in ("klant_read", "klant_update", "klant_partial_update", "klant_delete")}
         links["audittrail_list"] = {"operationId": "audittrail_list", "parameters": {"klant_uuid": UUID_FROM_LOCATION}}
         post["responses"]["201"]["links"] = links
+    lijst = raw_schema.get("paths", {}).get("/klanten/{klant_uuid}/audittrail", {}).get("get")
+    if lijst is not None:
+        lijst["responses"]["200"]["links"] = {"audittrail_read": {
+            "operationId": "audittrail_read",
+            "parameters": {"klant_uuid": "$request.path.klant_uuid", "uuid": "$response.body#/0/uuid"}}}
 
 
 def _zonder_nul(node):
@@ -125,11 +131,25 @@ def map_case(context, case):
     return case
 
 
+# (method, path template, status) of every call: proves that the stateful phase really writes
+CALLS: Counter = Counter()
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    prepare(case, os.environ.get("KLANTEN_ST_SUBJECT_URL", ""))
+
+
+@schemathesis.hook
+def after_call(context, case, response):
+    CALLS[(case.method.upper(), case.path, response.status_code)] += 1
+
+
 def prepare(case, subject_url: str) -> None:
     """Right before a call: the real subject URL (known only once the server runs), and a fresh klantnummer,
     since hypothesis replays an example (when shrinking) and the first call already took its number."""
     if isinstance(case.body, dict):
-        if case.body.get("subject") == SUBJECT_PLACEHOLDER:
+        if case.body.get("subject") == SUBJECT_PLACEHOLDER and subject_url:
             case.body["subject"] = subject_url
         if _positive(case) and "klantnummer" in case.body:
             case.body["klantnummer"] = uuid.uuid4().hex[:8]
