@@ -134,7 +134,7 @@ def start_server(settings: Settings, engine=None) -> Server:
 def base_settings(database_url, auth_config) -> Settings:
     # development: the test suite's secrets are recognisable test values (test_secrets.py covers production)
     return Settings(database_url=database_url, auth_config=auth_config, development=True,
-                    subject_allowed_hosts=("127.0.0.1", "localhost"), subject_timeout=2.0,
+                    subject_allowed_hosts=("127.0.0.1", "localhost"), subject_timeout=5.0,
                     validate_responses=True)
 
 
