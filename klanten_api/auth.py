@@ -81,8 +81,11 @@ def load_applicaties(path: Path | None) -> Applicaties:
         if not isinstance(label, str) or not label.strip():
             raise ConfigError(f"{where}: 'label' must be a non-empty string")
         if (not isinstance(client_ids, list) or not client_ids
-                or not all(isinstance(c, str) and c.strip() for c in client_ids)):
-            raise ConfigError(f"{where}: 'clientIds' must be a non-empty list of strings")
+                or not all(isinstance(c, str) and c.strip() and len(c) <= 100 for c in client_ids)):
+            raise ConfigError(f"{where}: 'clientIds' must be a non-empty list of strings of at most 100 characters")
+        if len(label) > 200:
+            raise ConfigError(f"{where}: 'label' must be at most 200 characters (it is the audit trail's "
+                              "applicatieWeergave)")
         if not isinstance(secret, str) or not secret:
             raise ConfigError(f"{where}: 'secret' must be a non-empty string")
         if not isinstance(alles, bool):
@@ -184,8 +187,13 @@ def _log_fact(key: str, value) -> None:
         facts[key] = value
 
 
-def _claim_text(value) -> str:
-    return value if isinstance(value, str) else ("" if value is None else str(value))
+def _claim_text(value, max_length: int = 255) -> str:
+    """user_id / user_representation go into the audit trail (maxLength 255 there): text only, printable,
+    valid Unicode, cut to length. They are the client's word about its user, not something to refuse."""
+    text = value if isinstance(value, str) else ("" if value is None else str(value))
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    text = "".join(c if c.isprintable() else " " for c in text)
+    return text[:max_length]
 
 
 def make_token(app: Applicatie, client_id: str, user_id: str = "", user_representation: str = "",

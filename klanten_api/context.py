@@ -34,7 +34,7 @@ def verzoek() -> Verzoek:
         user_id=token.get("user_id", ""),
         user_representation=token.get("user_representation", ""),
         toelichting=request.headers.get("X-Audit-Toelichting", ""),
-        logrecord_id=request.headers.get("X-NLX-Logrecord-ID", ""),
+        logrecord_id=request.headers.get("X-NLX-Logrecord-ID", "")[:255],   # stored (255), never shown
         pad=request.path,
         query=request.query_string.decode("latin-1"),
     )

@@ -183,11 +183,16 @@ class ZgwHttp:
                     await finish(413)
                     return await self._send_problem(send, 413, base, common, detail=(
                         f"De body is groter dan {self.max_body_bytes} bytes."))
-                receive, too_large = await self._buffer(receive)
+                receive, too_large, size = await self._buffer(receive)
                 if too_large:
                     await finish(413)
                     return await self._send_problem(send, 413, base, common, detail=(
                         f"De body is groter dan {self.max_body_bytes} bytes."))
+                # the body is now known in full: declare its length (the WSGI bridge reads nothing of a
+                # chunked body without one, and the handler would see an empty body)
+                scope = dict(scope, headers=[(k, v) for k, v in scope["headers"]
+                                             if k not in (b"content-length", b"transfer-encoding")]
+                             + [(b"content-length", str(size).encode())])
 
             is_head = method == "HEAD"
             if is_head:
@@ -261,14 +266,15 @@ class ZgwHttp:
     async def _buffer(self, receive):
         """Read the whole request body (bounded) so an oversized one is refused before any work."""
         chunks, size = [], 0
+        message = None
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                return receive, False
+                return receive, False, size
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                return receive, True
+                return receive, True, size
             chunks.append(chunk)
             if not message.get("more_body"):
                 break
@@ -282,4 +288,4 @@ class ZgwHttp:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        return replay, False
+        return replay, False, size

@@ -104,3 +104,4 @@ def add_commands(sub) -> None:
     reg.add_argument("kanaal", nargs="?")
     reg.add_argument("--notificaties-api-root")
     reg.set_defaults(func=cmd_register_kanaal)
+    sub.add_parser("check", help="check configuration and connections").set_defaults(func=__import__("klanten_api.check").check.cmd_check)

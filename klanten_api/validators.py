@@ -115,6 +115,8 @@ class ZgwBodyValidator(AbstractRequestBodyValidator):
                 from None
         except RecursionError:
             raise ParseFout("JSON parse error - de body is te diep genest.") from None
+        except ValueError:     # e.g. an integer of more digits than Python converts
+            raise ParseFout("JSON parse error - een getal in de body is te groot.") from None
         if not isinstance(body, dict):
             raise ValidatieFout([InvalidParam("nonFieldErrors", *not_a_dict(body))])
 
