@@ -118,7 +118,8 @@ def start_server(settings: Settings, engine=None) -> Server:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+    # as `klanten-api serve` runs it: X-Forwarded-* only through KLANTEN_TRUSTED_PROXIES, never uvicorn's default
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", proxy_headers=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -151,7 +152,8 @@ def server_factory(base_settings, engine):
     started = []
 
     def make(**overrides) -> Server:
-        srv = start_server(replace(base_settings, **overrides), engine)
+        # another database means another engine (the shared one belongs to the suite's database)
+        srv = start_server(replace(base_settings, **overrides), None if "database_url" in overrides else engine)
         started.append(srv)
         return srv
 
