@@ -62,7 +62,10 @@ def load_applicaties(path: Path | None) -> Applicaties:
     except OSError as exc:
         raise ConfigError(f"KLANTEN_AUTH_CONFIG: cannot read {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"KLANTEN_AUTH_CONFIG: {path} is not valid YAML: {exc}") from None
+        # PyYAML's message quotes the offending line, which may hold a secret: position only
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError(f"KLANTEN_AUTH_CONFIG: {path} is not valid YAML{where}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("applicaties"), list):
         raise ConfigError(f"KLANTEN_AUTH_CONFIG: {path} must hold a mapping with a list 'applicaties'")
     result = Applicaties()

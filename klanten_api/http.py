@@ -23,6 +23,12 @@ from .settings import API_BASE_PATH, API_VERSION
 log = logging.getLogger("klanten_api.request")
 
 ETAG_PATHS = re.compile(rf"^{API_BASE_PATH}/klanten/[^/]+(/audittrail/[^/]+)?$")
+# fixed paths that may appear as such in the request log (any other unmatched path is logged as "(other)")
+KNOWN_PATHS = {f"{API_BASE_PATH}/schema/openapi.yaml", f"{API_BASE_PATH}/schema/openapi.json",
+               f"{API_BASE_PATH}/openapi.yaml", f"{API_BASE_PATH}/openapi.json", f"{API_BASE_PATH}/schema/",
+               "/ref/kanalen/", "/_health/live", "/_health/ready", "/_metrics"}
+_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+SAFE_PATH = re.compile(rf"^{API_BASE_PATH}/klanten(/{_UUID}(/audittrail(/{_UUID})?)?)?$")
 # per-request facts for the request log, filled in by the security check (same task, same context)
 VERZOEK_LOG: ContextVar[dict] = ContextVar("verzoek_log")
 CORS_ALLOW_HEADERS = ("x-requested-with, content-type, accept, origin, authorization, x-csrftoken, user-agent, "
@@ -66,7 +72,8 @@ def etag_matches(etag: str, if_none_match: str) -> bool:
 
 
 def path_templates(spec_paths: dict) -> list[tuple[re.Pattern, str, dict]]:
-    """(regex for a concrete path, Allow header value, method -> operationId) for every path of the spec."""
+    """(regex for a concrete path, Allow header value, method -> operationId) for every path of the spec;
+    the template itself under "_template" (what the request log shows: a client can put anything in a path)."""
     out = []
     for template, item in spec_paths.items():
         methods = [m.upper() for m in ("get", "post", "put", "patch", "delete") if m in item]
@@ -75,6 +82,7 @@ def path_templates(spec_paths: dict) -> list[tuple[re.Pattern, str, dict]]:
             methods.append("HEAD")
             operations["HEAD"] = operations["GET"]
         regex = re.compile("^" + API_BASE_PATH + re.sub(r"\{[^/]+\}", "[^/]+", template) + "$")
+        operations["_template"] = API_BASE_PATH + template
         out.append((regex, ", ".join(methods), operations))
     return out
 
@@ -142,7 +150,8 @@ class ZgwHttp:
             return await self.app(scope, receive, send)
         started = time.perf_counter()
         if self.ops is not None and scope["path"] in self.ops.PATHS:
-            return await self.ops(scope, receive, send)
+            await self.ops(scope, receive, send)
+            return
         scope = self._behind_proxy(scope)
         headers = Headers(scope=scope)
         request_id = headers.get("x-request-id") or str(uuid.uuid4())
@@ -249,11 +258,15 @@ class ZgwHttp:
 
             await self.app(scope, receive, send_wrapper)
         finally:
-            operation_id = self._route(path)[1].get(method)
+            route = self._route(path)[1]
+            operation_id = route.get(method)
+            # uuids are identifiers, not personal data; anything else a client put in a path is not logged
+            logged_path = path if (SAFE_PATH.match(path) or path in KNOWN_PATHS) else (
+                route.get("_template") or "(other)")
             if self.metrics is not None:
                 self.metrics.observe(operation_id, status_holder["status"], time.perf_counter() - started)
             log.info("request", extra={
-                "event": "request", "method": method, "path": path,
+                "event": "request", "method": method, "path": logged_path,
                 "query_keys": sorted({k.decode("latin-1") for k, _, _ in
                                       (p.partition(b"=") for p in scope.get("query_string", b"").split(b"&") if p)}),
                 "status": status_holder["status"],

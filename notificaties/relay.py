@@ -47,17 +47,25 @@ class Relay:
         self._thread: threading.Thread | None = None
 
     # ---- claiming ----
+    @staticmethod
+    def _klok(conn) -> dt.datetime:
+        """The database's clock on PostgreSQL (machines' clocks differ; leases must not), else ours."""
+        if conn.dialect.name == "postgresql":
+            return conn.execute(sa.select(sa.func.now())).scalar_one()
+        return _nu()
+
     def _claim(self) -> list[tuple[int, str]]:
-        nu = _nu()
         ouder = notificatie.alias("ouder")
         eerder_wachtend = sa.exists().where(ouder.c.klant_uuid == notificatie.c.klant_uuid,
                                             ouder.c.status == WACHTEND, ouder.c.id < notificatie.c.id)
         q = (sa.select(notificatie.c.id, notificatie.c.bericht)
-             .where(notificatie.c.status == WACHTEND, notificatie.c.volgende_poging <= nu, ~eerder_wachtend)
+             .where(notificatie.c.status == WACHTEND, ~eerder_wachtend)
              .order_by(notificatie.c.id).limit(self.batch))
         with self.engine.connect() as conn:
             conn.info["schrijven"] = True
             with conn.begin():
+                nu = self._klok(conn)
+                q = q.where(notificatie.c.volgende_poging <= nu)
                 if conn.dialect.name == "postgresql":
                     q = q.with_for_update(skip_locked=True, of=notificatie)
                 rows = conn.execute(q).all()
@@ -66,10 +74,12 @@ class Relay:
                                  .values(volgende_poging=nu + self.lease, pogingen=notificatie.c.pogingen + 1))
         return [(r.id, r.bericht) for r in rows]
 
-    def _markeer(self, id: int, **values) -> None:
+    def _markeer(self, id: int, wacht: float | None = None, **values) -> None:
         with self.engine.connect() as conn:
             conn.info["schrijven"] = True
             with conn.begin():
+                if wacht is not None:
+                    values["volgende_poging"] = self._klok(conn) + dt.timedelta(seconds=wacht)
                 conn.execute(sa.update(notificatie).where(notificatie.c.id == id, notificatie.c.status == WACHTEND)
                              .values(**values))
 
@@ -110,7 +120,7 @@ class Relay:
                 "event": "notification_failed", "notificatie_id": id, "reason": fout, "attempts": pogingen})
             return
         wacht = self.backoff(pogingen)
-        self._markeer(id, volgende_poging=_nu() + dt.timedelta(seconds=wacht), laatste_fout=fout)
+        self._markeer(id, wacht=wacht, laatste_fout=fout)
         log.info("notification will be retried", extra={
             "event": "notification_retry", "notificatie_id": id, "reason": fout, "attempts": pogingen,
             "retry_in_seconds": round(wacht, 2)})
