@@ -31,6 +31,7 @@ SOORTEN: dict[int, tuple[str, str, str]] = {
     500: ("APIException", "error", "Er is een serverfout opgetreden."),
     503: ("ServiceUnavailable", "service_unavailable", "Dienst tijdelijk niet beschikbaar."),
 }
+OUR_PACKAGES = ("klanten_api", "service", "storage", "handlers", "notificaties")
 PARSE_ERROR = ("ParseError", "parse_error", "Ongeldig samengestelde request.")
 VALIDATIE_DETAIL = "Er is een validatiefout opgetreden."
 
@@ -158,9 +159,12 @@ def from_exception(exc: BaseException, base_url: str) -> tuple[int, dict, dict]:
         return 503, problem(503, base_url, detail="De database is tijdelijk niet bereikbaar."), {"Retry-After": "5"}
     # The exception message may echo request data (personal data): log the class and the frames only.
     frames = traceback.extract_tb(exc.__traceback__)
+    # our own frames first (which of our functions failed), then the innermost library frames
+    ours = [f for f in frames if any(f"/{pkg}/" in f.filename for pkg in OUR_PACKAGES)]
+    shown = ours[-6:] + [f for f in frames[-3:] if f not in ours[-6:]]
     log.error("unhandled exception", extra={
         "event": "unhandled_exception", "exception_class": type(exc).__name__,
-        "frames": [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}:{f.name}" for f in frames[-8:]]})
+        "frames": [f"{'/'.join(f.filename.rsplit('/', 2)[-2:])}:{f.lineno}:{f.name}" for f in shown]})
     return 500, problem(500, base_url, detail="Internal Server Error"), {}
 
 

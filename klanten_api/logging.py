@@ -1,16 +1,19 @@
 """Structured JSON logging: one JSON object per line, identifiers only (never personal data)."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import sys
 
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName",
+                                                                         "color_message"}
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        data = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
+        moment = dt.datetime.fromtimestamp(record.created, dt.timezone.utc)
+        data = {"time": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"), "level": record.levelname,
                 "logger": record.name, "message": record.getMessage()}
         data.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
@@ -39,6 +42,7 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.captureWarnings(True)        # Python warnings become JSON log lines too
     # uvicorn's access log prints the full request line (query strings carry BSNs): ours replaces it
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("uvicorn.error").handlers[:] = []

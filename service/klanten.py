@@ -171,8 +171,8 @@ class KlantenService:
             sid = sid_res.waarde
             if not sid:                       # nothing of this type's fields: as if not sent
                 sid_gegeven = False
-        elif sid_gegeven and ruw is not None:
-            sid_gegeven = False               # no subjectType: there is no identification to store
+        elif sid_gegeven and subject_type not in SUBJECT_SCHEMAS:
+            sid_gegeven = False               # no subjectType: there is no identification to store or remove
         return waarde, sid, sid_gegeven
 
     def _samengesteld(self, waarde: dict, sid: dict | None, sid_gegeven: bool, bestaand: dict | None) -> dict:

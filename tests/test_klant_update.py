@@ -597,3 +597,17 @@ def test_body_geen_object(api, np_klant, methode, ruw, typenaam):
     resp = api.request(methode, np_klant["url"], data=ruw, headers={"Content-Type": "application/json"})
     assert_validatiefout(api, resp, ("nonFieldErrors", *not_a_dict(typenaam)))
     assert_opgeslagen(api, np_klant)
+
+
+def test_subject_identificatie_null_on_a_klant_without_subject_type(api, subject_url):
+    """Regression (found by the state machine): nothing to remove, so 200 and the klant unchanged (was a 500)."""
+    created = api.post("/klanten", {"bronorganisatie": "950428139", "websiteUrl": "http://some.website.com",
+                                    "subject": subject_url})
+    assert created.status_code == 201, created.text
+    assert "subjectIdentificatie" not in created.json()
+    for method in ("PATCH", "PUT"):
+        body = {"subjectIdentificatie": None} if method == "PATCH" else {
+            **{k: v for k, v in created.json().items() if k != "url"}, "subjectIdentificatie": None}
+        response = api.request(method, created.json()["url"], json=body)
+        assert response.status_code == 200, response.text
+        assert response.json() == created.json()
