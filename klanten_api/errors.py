@@ -154,6 +154,11 @@ def from_exception(exc: BaseException, base_url: str) -> tuple[int, dict, dict]:
             return status, problem(status, base_url, detail=None if status == 404 else detail), headers
         return 500, problem(500, base_url, detail="Internal Server Error"), {}
     if _database_weg(exc):
+        # 57014 statement timeout, 55P03 lock timeout: the database is there but too busy (or a row is locked)
+        if getattr(getattr(exc, "orig", None), "sqlstate", None) in ("57014", "55P03"):
+            log.error("database timeout", extra={"event": "database_timeout", "exception_class": type(exc).__name__})
+            return 503, problem(503, base_url, detail="De database kon het verzoek niet op tijd afhandelen."), \
+                {"Retry-After": "1"}
         log.error("database unavailable", extra={"event": "database_unavailable",
                                                  "exception_class": type(exc).__name__})
         return 503, problem(503, base_url, detail="De database is tijdelijk niet bereikbaar."), {"Retry-After": "5"}
