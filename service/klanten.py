@@ -230,7 +230,6 @@ class KlantenService:
     def klant_create(self, body, verzoek: Verzoek) -> dict:
         waarde, sid, sid_gegeven = self._valideer(body, gedeeltelijk=False, bestaand=None)
         g = self._samengesteld(waarde, sid, sid_gegeven, None)
-        self._regel_subject(g)
         gegenereerd = not g["klantnummer"]
         for _ in range(GENEREER_POGINGEN):
             try:
@@ -239,6 +238,7 @@ class KlantenService:
                         g["klantnummer"] = uow.klanten.volgend_klantnummer(g["bronorganisatie"])   # kla-001
                     elif uow.klanten.klantnummer_bestaat(g["bronorganisatie"], g["klantnummer"]):
                         raise self._uniek_fout()
+                    self._regel_subject(g)          # after uniqueness, as the reference orders them
                     moment = nu()
                     klant_uuid = uuid_mod.uuid4()
                     klant_id = uow.klanten.toevoegen(klant_uuid, g, moment)

@@ -254,3 +254,16 @@ def test_gelijktijdig_gekozen_en_gegenereerd(api, engine):
             assert nummer in gegenereerde_nummers
     alle = [n for _, n in rijen(engine)]
     assert len(alle) == len(set(alle)) == 15 + sum(r.status_code == 201 for r in gekozen.values())
+
+
+def test_unique_is_reported_before_the_subject_rule(api):
+    """Regression (found by the state machine): a duplicate that also lacks subject/subjectIdentificatie is
+    reported as `unique`, the reference's order (uniqueness before the subject rule)."""
+    body = {"bronorganisatie": "950428139", "klantnummer": "1", "websiteUrl": "http://some.website.com",
+            "subjectType": "natuurlijk_persoon", "subjectIdentificatie": {"geslachtsnaam": "Eerste"}}
+    assert api.post("/klanten", body).status_code == 201
+    response = api.post("/klanten", {"bronorganisatie": "950428139", "klantnummer": "1",
+                                     "websiteUrl": "http://some.website.com"})
+    assert response.status_code == 400
+    assert response.json()["invalidParams"] == [{"name": "nonFieldErrors", "code": "unique",
+                                                 "reason": "De velden bronorganisatie, klantnummer moeten een unieke set zijn."}]
