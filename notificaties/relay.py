@@ -54,11 +54,11 @@ class Relay:
             return conn.execute(sa.select(sa.func.now())).scalar_one()
         return _nu()
 
-    def _claim(self) -> list[tuple[int, str]]:
+    def _claim(self) -> list[tuple[int, str, int]]:
         ouder = notificatie.alias("ouder")
         eerder_wachtend = sa.exists().where(ouder.c.klant_uuid == notificatie.c.klant_uuid,
                                             ouder.c.status == WACHTEND, ouder.c.id < notificatie.c.id)
-        q = (sa.select(notificatie.c.id, notificatie.c.bericht)
+        q = (sa.select(notificatie.c.id, notificatie.c.bericht, notificatie.c.pogingen)
              .where(notificatie.c.status == WACHTEND, ~eerder_wachtend)
              .order_by(notificatie.c.id).limit(self.batch))
         with self.engine.connect() as conn:
@@ -72,7 +72,7 @@ class Relay:
                 if rows:
                     conn.execute(sa.update(notificatie).where(notificatie.c.id.in_([r.id for r in rows]))
                                  .values(volgende_poging=nu + self.lease, pogingen=notificatie.c.pogingen + 1))
-        return [(r.id, r.bericht) for r in rows]
+        return [(r.id, r.bericht, r.pogingen + 1) for r in rows]
 
     def _markeer(self, id: int, wacht: float | None = None, **values) -> None:
         with self.engine.connect() as conn:
@@ -83,9 +83,12 @@ class Relay:
                 conn.execute(sa.update(notificatie).where(notificatie.c.id == id, notificatie.c.status == WACHTEND)
                              .values(**values))
 
-    def _pogingen(self, id: int) -> int:
+    def _markeer_verzonden(self, ids: list[int]) -> None:
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(notificatie.c.pogingen).where(notificatie.c.id == id)).scalar_one()
+            conn.info["schrijven"] = True
+            with conn.begin():
+                conn.execute(sa.update(notificatie).where(notificatie.c.id.in_(ids), notificatie.c.status == WACHTEND)
+                             .values(status=VERZONDEN, verzonden=self._klok(conn), laatste_fout=""))
 
     def backoff(self, pogingen: int) -> float:
         """Exponential backoff with full jitter: uniform in [base, base * 2^(n-1)], capped."""
@@ -94,13 +97,16 @@ class Relay:
 
     # ---- sending ----
     def verzend_batch(self) -> int:
-        """Claim and send one batch; returns how many messages were attempted."""
+        """Claim and send one batch; returns how many messages were attempted. The batch holds at most one
+        message per klant, so marking the delivered ones together at the end keeps the order per klant."""
         geclaimd = self._claim()
-        for id, bericht in geclaimd:
-            self._verzend(id, bericht)
+        verzonden = [id for id, bericht, pogingen in geclaimd if self._verzend(id, bericht, pogingen)]
+        if verzonden:
+            self._markeer_verzonden(verzonden)
         return len(geclaimd)
 
-    def _verzend(self, id: int, bericht: str) -> None:
+    def _verzend(self, id: int, bericht: str, pogingen: int) -> bool:
+        """Send one message; True when delivered (marked by the caller), failures are recorded here."""
         try:
             resp = self.api.publiceer(bericht)
             status, fout = resp.status_code, f"HTTP {resp.status_code}"
@@ -109,24 +115,23 @@ class Relay:
         except requests.RequestException:
             status, fout = None, "verbinding mislukt"
         if status is not None and 200 <= status < 300:
-            self._markeer(id, status=VERZONDEN, verzonden=_nu(), laatste_fout="")
             log.info("notification delivered", extra={"event": "notification_delivered", "notificatie_id": id})
-            return
+            return True
         permanent = status is not None and 400 <= status < 500 and status not in RETRYABLE_4XX
-        pogingen = self._pogingen(id)
         if permanent or pogingen >= self.settings.notifications_max_attempts:
             self._markeer(id, status=MISLUKT, laatste_fout=fout)
             log.warning("notification failed permanently", extra={
                 "event": "notification_failed", "notificatie_id": id, "reason": fout, "attempts": pogingen})
-            return
+            return False
         wacht = self.backoff(pogingen)
         self._markeer(id, wacht=wacht, laatste_fout=fout)
         log.info("notification will be retried", extra={
             "event": "notification_retry", "notificatie_id": id, "reason": fout, "attempts": pogingen,
             "retry_in_seconds": round(wacht, 2)})
+        return False
 
     # ---- running beside the server ----
-    def run(self, poll_seconds: float = 1.0) -> None:
+    def run(self, poll_seconds: float = 1.0, batch_window: float = 0.05) -> None:
         while not self._stop.is_set():
             try:
                 while self.verzend_batch() and not self._stop.is_set():
@@ -134,8 +139,10 @@ class Relay:
             except Exception as exc:   # the database may be away for a moment; keep the relay alive
                 log.error("relay error", extra={"event": "relay_error", "exception_class": type(exc).__name__})
                 self._stop.wait(poll_seconds)
-            self.wake.wait(poll_seconds)
-            self.wake.clear()
+            if self.wake.wait(poll_seconds):
+                self.wake.clear()
+                # a write woke us: wait a moment so that writes arriving together go out in one batch
+                self._stop.wait(batch_window)
 
     def start(self) -> "Relay":
         self._thread = threading.Thread(target=self.run, name="notificatie-relay", daemon=True)

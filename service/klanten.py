@@ -233,12 +233,14 @@ class KlantenService:
         gegenereerd = not g["klantnummer"]
         for _ in range(GENEREER_POGINGEN):
             try:
+                if gegenereerd:
+                    self._regel_subject(g)        # (a generated number raises no uniqueness question)
+                    g["klantnummer"] = self._reserveer_klantnummer(g["bronorganisatie"])   # kla-001
                 with UnitOfWork(self.engine, schrijven=True) as uow:
-                    if gegenereerd:
-                        g["klantnummer"] = uow.klanten.volgend_klantnummer(g["bronorganisatie"])   # kla-001
-                    elif uow.klanten.klantnummer_bestaat(g["bronorganisatie"], g["klantnummer"]):
-                        raise self._uniek_fout()
-                    self._regel_subject(g)          # after uniqueness, as the reference orders them
+                    if not gegenereerd:
+                        if uow.klanten.klantnummer_bestaat(g["bronorganisatie"], g["klantnummer"]):
+                            raise self._uniek_fout()
+                        self._regel_subject(g)      # after uniqueness, as the reference orders them
                     moment = nu()
                     klant_uuid = uuid_mod.uuid4()
                     klant_id = uow.klanten.toevoegen(klant_uuid, g, moment)
@@ -248,8 +250,8 @@ class KlantenService:
                                 verzoek, moment)
                     self._notificatie(uow, klant_uuid, "create", url, g["subjectType"], moment)
                     uow.commit()
-                    self.na_notificatie()
-                    return weergave
+                self.na_notificatie()
+                return weergave
             except sa.exc.IntegrityError as exc:
                 # kla-001: the database constraint decides when two requests race
                 if not is_unique_violation(exc, "uq_klant_bronorganisatie_klantnummer",
@@ -260,6 +262,15 @@ class KlantenService:
             except KlantnummersUitgeput:
                 raise ValidatieFout([InvalidParam("klantnummer", "required", v.REQUIRED[1])]) from None
         raise self._uniek_fout()
+
+    def _reserveer_klantnummer(self, bronorganisatie: str) -> str:
+        """kla-001: draw the next number in a short transaction of its own, so the per-bronorganisatie
+        counter lock is held for one statement, not for the whole create. A number whose create then fails
+        is simply not used (numbers need to be unique, not gapless)."""
+        with UnitOfWork(self.engine, schrijven=True) as uow:
+            nummer = uow.klanten.volgend_klantnummer(bronorganisatie)
+            uow.commit()
+        return nummer
 
     def klant_read(self, uuid, verzoek: Verzoek) -> dict:
         klant_uuid = parse_uuid(uuid)
