@@ -1,0 +1,70 @@
+"""Every filter of klant_list is served by an index on PostgreSQL (issue: flat up to a million klanten).
+
+The statements are the repository's own (count and page), compiled for PostgreSQL and EXPLAINed on a
+seeded table; a selective filter must not need a sequential scan of klant.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from service.klanten import FILTERS
+from storage.klanten import naar_kolommen
+from storage.tables import klant
+
+pytestmark = pytest.mark.skipif(not os.environ.get("KLANTEN_TEST_DATABASE_URL", "").startswith("postgres"),
+                                reason="EXPLAIN is about the production database (PostgreSQL)")
+AANTAL = 6000
+
+
+def gegevens(i: int) -> dict:
+    soort = ("natuurlijk_persoon", "niet_natuurlijk_persoon", "vestiging")[i % 3]
+    sid = {"natuurlijk_persoon": {"inpBsn": f"{i:09d}", "anpIdentificatie": f"anp{i}", "inpANummer": f"1{i:09d}"},
+           "niet_natuurlijk_persoon": {"innNnpId": f"{i:09d}", "annIdentificatie": f"ann{i}"},
+           "vestiging": {"vestigingsNummer": f"v{i}"}}[soort]
+    return {"bronorganisatie": f"{i % 50:09d}", "klantnummer": str(i), "bedrijfsnaam": f"bedrijf{i}",
+            "functie": f"functie{i}", "websiteUrl": "http://example.com", "voornaam": "", "voorvoegselAchternaam": "",
+            "achternaam": f"achternaam{i}", "telefoonnummer": f"06{i:08d}", "emailadres": f"k{i}@example.com",
+            "adres": {"straatnaam": f"straat{i}", "huisnummer": i % 999, "huisletter": "", "huisnummertoevoeging": "",
+                      "postcode": f"{i % 9999:04d}AB", "woonplaatsnaam": f"plaats{i}", "landcode": f"{i % 9999}"},
+            "subject": f"https://subject.example/{i}", "subjectType": soort, "subjectIdentificatie": sid}
+
+
+@pytest.fixture
+def seeded(engine):
+    nu = dt.datetime.now(dt.timezone.utc)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(klant), [{"uuid": uuid.uuid4(), "aangemaakt": nu, **naar_kolommen(gegevens(i))}
+                                        for i in range(AANTAL)])
+        conn.exec_driver_sql("ANALYZE klant")
+    return engine
+
+
+def plan(conn, statement) -> str:
+    sql = statement.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+    return "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {sql}"))
+
+
+WAARDE = {"bronorganisatie": "000000007", "subject_type": "vestiging", "zoek_inp_bsn": "000004242"}
+
+
+@pytest.mark.parametrize("naam", sorted(FILTERS))
+def test_each_filter_uses_an_index(seeded, naam):
+    kolom = FILTERS[naam]
+    waarde = WAARDE.get(kolom, "onbekende-waarde")
+    where = klant.c[kolom] == waarde
+    count = sa.select(sa.func.count()).select_from(klant).where(where)
+    page = sa.select(klant).where(where).order_by(klant.c.id).offset(0).limit(100)
+    with seeded.connect() as conn:
+        for statement in (count, page):
+            if kolom != "subject_type":            # 3 values: a third of the table, any plan is fair
+                text = plan(conn, statement)
+                assert "Seq Scan on klant" not in text, text
+            conn.exec_driver_sql("SET enable_seqscan = off")     # and an index exists for it at all
+            text = plan(conn, statement)
+            assert "Seq Scan on klant" not in text, text
+            conn.exec_driver_sql("RESET enable_seqscan")
