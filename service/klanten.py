@@ -347,17 +347,22 @@ class KlantenService:
 
     def klant_update(self, uuid, body, verzoek: Verzoek, *, gedeeltelijk: bool) -> dict:
         klant_uuid = parse_uuid(uuid)
-        with UnitOfWork(self.engine) as uow:
-            bestaand = uow.klanten.get(klant_uuid)
-        if bestaand is None:
-            raise NietGevonden()
-        waarde, sid, sid_gegeven = self._valideer(body, gedeeltelijk=gedeeltelijk, bestaand=bestaand)
+        vooraf = None
+        if isinstance(body, dict) and isinstance(body.get("subject"), str) and body["subject"].strip():
+            # kla-002 makes an HTTP call: validate before the write transaction, never while holding its lock
+            with UnitOfWork(self.engine) as uow:
+                bestaand = uow.klanten.get(klant_uuid)
+            if bestaand is None:
+                raise NietGevonden()
+            vooraf = self._valideer(body, gedeeltelijk=gedeeltelijk, bestaand=bestaand)
         actie = "partial_update" if gedeeltelijk else "update"
         try:
             with UnitOfWork(self.engine, schrijven=True) as uow:
                 huidig = uow.klanten.get(klant_uuid, for_update=True)
-                if huidig is None:             # deleted while we validated
+                if huidig is None:             # unknown, or deleted while we validated
                     raise NietGevonden()
+                # without a subject to fetch, validation needs no network: do it here, in one transaction
+                waarde, sid, sid_gegeven = vooraf or self._valideer(body, gedeeltelijk=gedeeltelijk, bestaand=huidig)
                 g = self._samengesteld(waarde, sid, sid_gegeven, huidig.gegevens)
                 if (g["bronorganisatie"], g["klantnummer"]) != (huidig.gegevens["bronorganisatie"],
                                                                 huidig.gegevens["klantnummer"]) \

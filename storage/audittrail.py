@@ -18,6 +18,9 @@ VELDEN = (
 )
 
 
+_INSERT = sa.insert(audittrail)     # one statement, compiled once (values are parameters)
+
+
 def _regel(row) -> dict:
     m = row._mapping
     return {veld: m[kolom] for veld, kolom in VELDEN}
@@ -29,7 +32,7 @@ class AuditTrailRepository:
 
     def toevoegen(self, klant_id: int, regel: dict, logrecord_id: str) -> None:
         values = {kolom: regel[veld] for veld, kolom in VELDEN}
-        self.conn.execute(sa.insert(audittrail).values(klant_id=klant_id, logrecord_id=logrecord_id, **values))
+        self.conn.execute(_INSERT, {"klant_id": klant_id, "logrecord_id": logrecord_id, **values})
 
     def van_klant(self, klant_id: int) -> list[dict]:
         rows = self.conn.execute(sa.select(audittrail).where(audittrail.c.klant_id == klant_id)

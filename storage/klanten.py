@@ -57,6 +57,10 @@ def uit_rij(row) -> dict:
     return gegevens
 
 
+_INSERT = sa.insert(klant).returning(klant.c.id)
+_UPDATE = sa.update(klant).where(klant.c.id == sa.bindparam("klant_id"))
+
+
 class Klant:
     """A stored klant: its identity plus the API-shaped data."""
 
@@ -92,12 +96,11 @@ class KlantenRepository:
         return self.conn.execute(q.limit(1)).first() is not None
 
     def toevoegen(self, uuid: uuid_mod.UUID, gegevens: dict, nu: dt.datetime) -> int:
-        result = self.conn.execute(sa.insert(klant).values(uuid=uuid, aangemaakt=nu, **naar_kolommen(gegevens))
-                                   .returning(klant.c.id))
-        return result.scalar_one()
+        # values as parameters of one fixed statement: SQLAlchemy compiles it once, not per request
+        return self.conn.execute(_INSERT, {"uuid": uuid, "aangemaakt": nu, **naar_kolommen(gegevens)}).scalar_one()
 
     def bijwerken(self, id: int, gegevens: dict) -> None:
-        self.conn.execute(sa.update(klant).where(klant.c.id == id).values(**naar_kolommen(gegevens)))
+        self.conn.execute(_UPDATE, {"klant_id": id, **naar_kolommen(gegevens)})
 
     def verwijderen(self, id: int) -> None:
         self.conn.execute(sa.delete(klant).where(klant.c.id == id))

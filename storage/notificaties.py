@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from .tables import notificatie
 
 WACHTEND, VERZONDEN, MISLUKT = "pending", "sent", "failed"
+_INSERT = sa.insert(notificatie)
 
 
 class NotificatieRepository:
@@ -16,6 +17,5 @@ class NotificatieRepository:
         self.conn = conn
 
     def toevoegen(self, klant_uuid: uuid_mod.UUID, kanaal: str, bericht: str, nu: dt.datetime) -> None:
-        self.conn.execute(sa.insert(notificatie).values(
-            klant_uuid=klant_uuid, kanaal=kanaal, bericht=bericht, status=WACHTEND, pogingen=0,
-            volgende_poging=nu, laatste_fout="", aangemaakt=nu))
+        self.conn.execute(_INSERT, {"klant_uuid": klant_uuid, "kanaal": kanaal, "bericht": bericht, "status": WACHTEND,
+                                    "pogingen": 0, "volgende_poging": nu, "laatste_fout": "", "aangemaakt": nu})
