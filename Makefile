@@ -43,3 +43,10 @@ conformance: install
 
 clean:
 	rm -rf $(VENV) *.egg-info klanten.sqlite3*
+
+# Benchmark (bench/README.md): own database klanten_bench on KLANTEN_BENCH_PG (default the local PostgreSQL),
+# SIZE klanten, `klanten-api serve --workers 2`; results in bench/results/. BENCH_ARGS: e.g. --profile, --reuse.
+SIZE ?= 100000
+.PHONY: bench
+bench: install
+	$(BIN)/python bench/run.py --size $(SIZE) $(BENCH_ARGS)

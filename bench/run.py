@@ -1,0 +1,1038 @@
+"""The Klanten API benchmark: `make bench` (100,000 klanten) or `make bench SIZE=1000000`.
+
+What it does, in order (see bench/README.md):
+ 1. a database `klanten_bench` of its own on the PostgreSQL server KLANTEN_BENCH_PG (dropped and
+    created), migrated by `klanten-api migrate`;
+ 2. seeds SIZE klanten with COPY (rows built by the server's own code, see dataset.py), progress on stderr;
+ 3. counts database statements per request with an in-process probe (probe.py);
+ 4. measures readiness: `klanten-api serve --workers 2` on an empty database (3 times), then on the
+    seeded one;
+ 5. runs `klanten-api serve --workers 2` as production would: PostgreSQL, its own auth config with a
+    random 64-character secret, KLANTEN_BASE_URL, notifications to a local sink with the relay ON
+    (the default: each worker delivers its outbox while serving);
+ 6. checks that a seeded row equals the row the running server writes for the same body;
+ 7. per scenario: a warm-up, then RUNS closed-loop runs of DURATION seconds at CONCURRENCY connections
+    (loadgen.py); medians of requests/s, p50, p99 and errors; peak RSS of each worker from /proc;
+ 8. optionally (--profile) one more run per scenario under py-spy: bench/profiles/<scenario>.svg and a
+    text summary of where the samples fall;
+ 9. prints the table (absolute numbers, the ratio to the reference figures, the targets) and writes
+    bench/results/<YYYY-MM-DD>.json (other sizes: <YYYY-MM-DD>-<size>.json).
+
+Environment: KLANTEN_BENCH_PG (server URL, default postgresql://postgres@127.0.0.1:5432/postgres),
+DURATION (10), RUNS (3), CONCURRENCY (8), WARMUP (3); the flags of --help override them.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import math
+import os
+import platform
+import re
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(BENCH))
+
+VENV_BIN = Path(sys.executable).parent
+KLANTEN_API = VENV_BIN / "klanten-api"
+DB_NAAM = "klanten_bench"
+DB_LEEG = "klanten_bench_empty"
+CLIENT_ID = "klanten-bench"
+LABEL = "Benchmark"
+BASE_URL = "https://klanten.gemeente.example"        # KLANTEN_BASE_URL, as behind a production proxy
+WORKERS = 2
+
+# Reference figures of the issue (same machine class, 2 cores, PG15, 100k klanten, 2 workers, concurrency 8)
+REFERENCE = {"detail": 37.0, "bsn": 27.0, "page": 3.0, "create": 34.0, "patch": 25.0}
+REFERENCE_RSS_MIB = 90.0
+TARGETS = {"detail": {"rps": 500, "p99_ms": 50}, "bsn": {"rps": 400}, "page": {"rps": 100},
+           "create": {"rps": 250}, "patch": {"rps": 250}}
+TARGET_RSS_MIB = 100.0
+TARGET_READY_S = 3.0
+READY_RUNS = 5
+REQUESTS_PER_CONNECTION = int(os.environ.get("REQUESTS_PER_CONNECTION", 20))   # 0: keep connections forever
+
+# key, label, request mix (kind, weight)
+SCENARIOS = [
+    ("detail", "detail read (GET /klanten/{uuid})", [("detail", 1.0)]),
+    ("bsn", "list ?subjectNatuurlijkPersoon__inpBsn=", [("bsn", 1.0)]),
+    ("page", "list page (GET /klanten?page=1..20)", [("page", 1.0)]),
+    ("create", "create (POST /klanten)", [("create", 1.0)]),
+    ("patch", "PATCH /klanten/{uuid}", [("patch", 1.0)]),
+    ("mix", "80/20 read/write mix", [("detail", 0.5), ("bsn", 0.2), ("page", 0.1), ("create", 0.1), ("patch", 0.1)]),
+]
+
+
+def log(bericht: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {bericht}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------------
+# PostgreSQL
+# ----------------------------------------------------------------------------------------------------
+def server_url() -> str:
+    return os.environ.get("KLANTEN_BENCH_PG", "").strip() or "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def db_url(naam: str) -> str:
+    basis = server_url()
+    return basis.rsplit("/", 1)[0] + f"/{naam}"
+
+
+def libpq(url: str) -> str:
+    return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url)
+
+
+def admin_sql(*statements: str) -> None:
+    import psycopg
+    with psycopg.connect(libpq(server_url()), autocommit=True) as conn:
+        for s in statements:
+            conn.execute(s)
+
+
+def maak_database(naam: str) -> None:
+    admin_sql(f'DROP DATABASE IF EXISTS "{naam}" WITH (FORCE)', f'CREATE DATABASE "{naam}"')
+
+
+def aantal_klanten(naam: str) -> int | None:
+    import psycopg
+    try:
+        with psycopg.connect(libpq(db_url(naam))) as conn:
+            return conn.execute("SELECT count(*) FROM klant").fetchone()[0]
+    except psycopg.Error:
+        return None
+
+
+def server_env(database_url: str, auth_config: Path, sink_url: str | None) -> dict:
+    """A hermetic production environment: nothing KLANTEN_* of the caller's shell leaks in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KLANTEN_")}
+    env.update({"KLANTEN_DATABASE_URL": database_url, "KLANTEN_AUTH_CONFIG": str(auth_config),
+                "KLANTEN_BASE_URL": BASE_URL})
+    if sink_url:
+        env.update({"KLANTEN_NOTIFICATIONS_API_URL": sink_url, "KLANTEN_NOTIFICATIONS_RELAY": "true"})
+    return env
+
+
+def migreer(env: dict) -> None:
+    subprocess.run([str(KLANTEN_API), "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the notification sink (stands in for the Notificaties API)
+# ----------------------------------------------------------------------------------------------------
+class Sink:
+    def __init__(self):
+        ontvangen = self.ontvangen = Counter()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            # one write per answer and TCP_NODELAY: http.server writes the head and the body separately, and
+            # Nagle + the client's delayed ACK then cost 40 ms per notification (the relay would seem slow)
+            disable_nagle_algorithm = True
+
+            def do_POST(self):  # noqa: N802
+                lengte = int(self.headers.get("Content-Length") or 0)
+                data = self.rfile.read(lengte)
+                try:
+                    ontvangen[json.loads(data).get("actie", "?")] += 1
+                except ValueError:
+                    ontvangen["?"] += 1
+                body = data or b"{}"
+                self.wfile.write(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+            def log_message(self, *args):
+                pass
+
+        class StilleServer(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass                                   # a relay connection reset at server shutdown: not news
+
+        self.server = StilleServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="sink")
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1/"
+
+    def stop(self):
+        self.server.shutdown()
+
+
+# ----------------------------------------------------------------------------------------------------
+# the server under test
+# ----------------------------------------------------------------------------------------------------
+def vrije_poort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kinderen(pid: int) -> list[int]:
+    uit = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid:
+            uit.append(int(d))
+    return uit
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def status_kb(pid: int, veld: str) -> int | None:
+    try:
+        for regel in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if regel.startswith(veld + ":"):
+                return int(regel.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconden(pid: int) -> float:
+    try:
+        velden = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(velden[11]) + int(velden[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def postgres_pids(database: str) -> set[int]:
+    """The PostgreSQL processes that work for the benchmark: backends of its database and the background
+    processes (checkpointer, WAL writer, ...); not the backends of other databases on the same server."""
+    import psycopg
+    try:
+        with psycopg.connect(libpq(server_url()), autocommit=True) as conn:
+            rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE (datname = %s OR datname IS NULL) "
+                                "AND pid <> pg_backend_pid()", (database,)).fetchall()
+        return {r[0] for r in rows}
+    except Exception:  # noqa: BLE001
+        return set()
+
+
+def postmaster_kinderen_cpu() -> float:
+    """CPU seconds of the PostgreSQL processes that have exited (parallel query workers, closed backends):
+    the postmaster's cutime + cstime. Parallel workers live for one query, so their CPU only shows up here."""
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            if Path(f"/proc/{d}/comm").read_text().strip() != "postgres":
+                continue
+            velden = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
+            ouder = Path(f"/proc/{velden[1]}/comm").read_text().strip()
+        except (OSError, IndexError):
+            continue
+        if ouder != "postgres":
+            return (int(velden[13]) + int(velden[14])) / CLK_TCK
+    return 0.0
+
+
+def systeem_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine, from /proc/stat."""
+    velden = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = velden[3] + (velden[4] if len(velden) > 4 else 0)
+    totaal = sum(velden[:8])
+    return (totaal - idle) / CLK_TCK, totaal / CLK_TCK
+
+
+class CpuMeter:
+    """CPU used during a run, in cores: each server worker, PostgreSQL (backends of this database, background
+    processes, and processes that exited during the run such as parallel query workers), the load generator
+    (a child of ours), and everything else on the machine (other users' processes: noise)."""
+
+    def __init__(self, pids: list[int], database: str = DB_NAAM):
+        self.pids = pids
+        self.database = database
+
+    def _nu(self, pg: set[int]):
+        import resource
+        kind = resource.getrusage(resource.RUSAGE_CHILDREN)
+        eigen = resource.getrusage(resource.RUSAGE_SELF)
+        return (time.perf_counter(), [cpu_seconden(p) for p in self.pids], {p: cpu_seconden(p) for p in pg},
+                kind.ru_utime + kind.ru_stime, eigen.ru_utime + eigen.ru_stime, systeem_cpu()[0],
+                postmaster_kinderen_cpu())
+
+    def start(self):
+        self._pg = postgres_pids(self.database)
+        self._begin = self._nu(self._pg)
+
+    def stop(self) -> dict:
+        nieuw = postgres_pids(self.database) - self._pg     # started during the run (autovacuum workers, ...)
+        eind = self._nu(self._pg | nieuw)
+        wand = eind[0] - self._begin[0]
+        workers = [(e - b) / wand for e, b in zip(eind[1], self._begin[1])]
+        pg = (sum(max(0.0, eind[2][p] - self._begin[2][p]) for p in self._pg)
+              + sum(eind[2][p] for p in nieuw)
+              + max(0.0, eind[6] - self._begin[6])) / wand
+        laadgen = (eind[3] - self._begin[3]) / wand
+        wijzelf = (eind[4] - self._begin[4]) / wand
+        bezig = (eind[5] - self._begin[5]) / wand
+        return {"server_workers": round(sum(workers), 2), "per_worker": [round(w, 2) for w in workers],
+                "postgresql": round(pg, 2), "load_generator": round(laadgen, 2),
+                "other_processes": round(max(0.0, bezig - sum(workers) - pg - laadgen - wijzelf), 2)}
+
+
+_RUST = {"opgegeven": False}
+
+
+def wacht_op_rust(max_wachten: float, drempel: float = 0.3) -> float | None:
+    """Wait (at most max_wachten s) until the machine is quiet: other processes use < drempel cores over 2 s.
+    Returns the other processes' load seen last, in cores. After one wait in vain, later waits are short."""
+    if _RUST["opgegeven"]:
+        max_wachten = min(max_wachten, 10.0)
+    deadline = time.perf_counter() + max_wachten
+    gemeld = False
+    while True:
+        b0, t0 = systeem_cpu(), time.perf_counter()
+        time.sleep(2)
+        b1, t1 = systeem_cpu(), time.perf_counter()
+        bezig = (b1[0] - b0[0]) / (t1 - t0)
+        if bezig < drempel or time.perf_counter() >= deadline:
+            if bezig >= drempel:
+                _RUST["opgegeven"] = True
+                log(f"warning: the machine is busy ({bezig:.2f} cores used by other processes); measuring anyway")
+            return round(bezig, 2)
+        if not gemeld:
+            log(f"waiting for a quiet machine (other processes use {bezig:.2f} cores; at most {max_wachten:.0f} s)")
+            gemeld = True
+
+
+class Server:
+    def __init__(self, env: dict, tmp: Path, token: str, naam: str, workers: int = WORKERS):
+        self.port = vrije_poort()
+        self.token = token
+        self.workers = workers
+        self.logpad = tmp / f"server-{naam}.log"
+        self.logfile = open(self.logpad, "wb")
+        self.start = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [str(KLANTEN_API), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers)],
+            env=env, cwd=tmp, stdout=self.logfile, stderr=subprocess.STDOUT)
+
+    def verzoek(self, method: str, pad: str, body: dict | None = None, timeout: float = 10.0):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
+            data = None
+            if body is not None:
+                data = json.dumps(body).encode()
+                headers["Content-Type"] = "application/json"
+            conn.request(method, pad, body=data, headers=headers)
+            resp = conn.getresponse()
+            inhoud = resp.read()
+            return resp.status, (json.loads(inhoud) if inhoud else None)
+        finally:
+            conn.close()
+
+    def wacht_tot_klaar(self, timeout: float = 60.0) -> dict:
+        """Seconds from the `klanten-api serve` call to the first 200 of GET /api/v1/klanten (authenticated,
+        so auth, database and app are all up) and to the moment every worker logged its start-up."""
+        eerste = None
+        deadline = self.start + timeout
+        while time.perf_counter() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"bench: server exited during start-up; see {self.logpad}:\n"
+                                 + self.logpad.read_text(errors="replace")[-3000:])
+            if eerste is None:
+                try:
+                    status, _ = self.verzoek("GET", "/api/v1/klanten", timeout=2)
+                    if status == 200:
+                        eerste = time.perf_counter() - self.start
+                    elif status not in (502, 503):
+                        raise SystemExit(f"bench: GET /api/v1/klanten answered {status} during start-up")
+                except OSError:
+                    pass
+            if eerste is not None:
+                gestart = self.logpad.read_text(errors="replace").count("Application startup complete")
+                if gestart >= self.workers:
+                    return {"first_200_s": eerste, "all_workers_s": time.perf_counter() - self.start}
+                if time.perf_counter() - self.start > eerste + 10:
+                    return {"first_200_s": eerste, "all_workers_s": None}
+            time.sleep(0.01)
+        raise SystemExit(f"bench: server not ready within {timeout} s; see {self.logpad}")
+
+    def worker_pids(self) -> list[int]:
+        pids = [p for p in kinderen(self.proc.pid) if "resource_tracker" not in cmdline(p)]
+        spawned = [p for p in pids if "spawn_main" in cmdline(p) or "multiprocessing" in cmdline(p)]
+        return sorted(spawned or pids)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            kids = kinderen(self.proc.pid)
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+            for pid in kids:                         # only our own server's workers, by pid
+                try:
+                    os.kill(pid, 0)
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        self.logfile.close()
+
+
+class RssMonitor(threading.Thread):
+    """Samples VmRSS of the worker processes every 50 ms; VmHWM gives the kernel's exact peak."""
+
+    def __init__(self, pids: list[int], interval: float = 0.05):
+        super().__init__(daemon=True, name="rss")
+        self.pids, self.interval = pids, interval
+        self.venster: dict[int, int] = {}
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def run(self):
+        while not self._stop.is_set():
+            for pid in self.pids:
+                kb = status_kb(pid, "VmRSS")
+                if kb is not None:
+                    with self.lock:
+                        self.venster[pid] = max(self.venster.get(pid, 0), kb)
+            self._stop.wait(self.interval)
+
+    def neem_venster(self) -> dict[int, float]:
+        with self.lock:
+            uit = {pid: kb / 1024 for pid, kb in self.venster.items()}
+            self.venster = {}
+        return uit
+
+    def hwm(self) -> dict[int, float]:
+        return {pid: (status_kb(pid, "VmHWM") or 0) / 1024 for pid in self.pids}
+
+    def stop(self):
+        self._stop.set()
+
+
+class PgActiviteit(threading.Thread):
+    """Samples pg_stat_activity of the benchmark database every 100 ms: how many backends run a statement,
+    wait for a lock, wait for I/O, or sit idle inside a transaction (waiting for the application)."""
+
+    def __init__(self, database: str, interval: float = 0.1):
+        super().__init__(daemon=True, name="pg-activity")
+        self.database, self.interval = database, interval
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._reset()
+
+    def _reset(self):
+        self.n = 0
+        self.som: Counter = Counter()
+        self.wacht: Counter = Counter()
+
+    def run(self):
+        import psycopg
+        with psycopg.connect(libpq(server_url()), autocommit=True) as conn:
+            while not self._stop.is_set():
+                rows = conn.execute(
+                    "SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+                    (self.database,)).fetchall()
+                with self.lock:
+                    self.n += 1
+                    for state, wtype, wevent in rows:
+                        if state == "active":
+                            soort = "running" if wtype is None else f"waiting: {wtype}"
+                            if wtype is not None:
+                                self.wacht[f"{wtype}:{wevent}"] += 1
+                        elif state == "idle in transaction":
+                            soort = "idle in transaction"
+                        else:
+                            soort = "idle"
+                        self.som[soort] += 1
+                self._stop.wait(self.interval)
+
+    def neem_venster(self) -> dict:
+        with self.lock:
+            n = max(1, self.n)
+            uit = {"mean_backends": {k: round(v / n, 2) for k, v in sorted(self.som.items())},
+                   "top_waits": {k: round(v / n, 2) for k, v in self.wacht.most_common(5)}}
+            self._reset()
+        return uit
+
+    def stop(self):
+        self._stop.set()
+
+
+# ----------------------------------------------------------------------------------------------------
+# load
+# ----------------------------------------------------------------------------------------------------
+def laad(tmp: Path, data_file: Path, server: Server, mix, duur: float, concurrency: int, seed: int,
+         cpu: CpuMeter | None = None) -> dict:
+    spec = {"data_file": str(data_file), "host": "127.0.0.1", "port": server.port, "token": server.token,
+            "mix": mix, "duration": duur, "concurrency": concurrency, "seed": seed,
+            "requests_per_connection": REQUESTS_PER_CONNECTION}
+    spec_pad, uit_pad = tmp / "spec.json", tmp / "out.json"
+    spec_pad.write_text(json.dumps(spec))
+    if cpu:
+        cpu.start()
+    subprocess.run([sys.executable, str(BENCH / "loadgen.py"), str(spec_pad), str(uit_pad)], check=True,
+                   timeout=duur + 120)
+    uit = json.loads(uit_pad.read_text())
+    if cpu:
+        uit["cpu_cores"] = cpu.stop()      # includes the load generator's start-up (a fraction of a second)
+    return uit
+
+
+def wacht_op_outbox(database: str, timeout: float = 180.0) -> dict:
+    """After a write scenario: how many notifications the relay still has to send, and how long it takes."""
+    start = time.perf_counter()
+    begin = outbox(database).get("pending", 0)
+    while time.perf_counter() - start < timeout:
+        if outbox(database).get("pending", 0) == 0:
+            return {"pending_after_load": begin, "drained_in_s": round(time.perf_counter() - start, 1)}
+        time.sleep(0.5)
+    return {"pending_after_load": begin, "drained_in_s": None, "pending_after_timeout": outbox(database).get("pending")}
+
+
+def mediaan(waarden):
+    waarden = [w for w in waarden if w is not None and not (isinstance(w, float) and math.isnan(w))]
+    return statistics.median(waarden) if waarden else None
+
+
+# ----------------------------------------------------------------------------------------------------
+# profiles (py-spy)
+# ----------------------------------------------------------------------------------------------------
+def py_spy() -> str | None:
+    for kandidaat in (VENV_BIN / "py-spy",):
+        if kandidaat.exists():
+            return str(kandidaat)
+    from shutil import which
+    return which("py-spy")
+
+
+PROJECT_PAKKETTEN = {"service", "storage", "handlers", "klanten_api", "notificaties"}
+# leaf frames that are not CPU work: waiting for PostgreSQL, or an idle event loop / thread pool thread
+DB_WACHT = ("Connection.wait ", "BaseConnection._exec_command ", "wait_c ", "wait_conn ")
+IDLE = ("Runner.run ", "Condition.wait ", "_worker (concurrent", "Event.wait ", "Thread.join ", "select ",
+        "EpollSelector.select ", "Connection._recv (multiprocessing", "Connection.poll ", "run_forever ")
+
+
+def _pakket(frame: str) -> str:
+    m = re.search(r"\(([^()]*):\d+\)\s*$", frame)
+    pad = m.group(1) if m else ""
+    if not pad:
+        return "other"
+    pad = re.sub(r"^.*/(site|dist)-packages/", "", pad)
+    eerste = pad.split("/", 1)[0].removesuffix(".py")
+    if eerste in PROJECT_PAKKETTEN:
+        return f"project:{eerste}"
+    if eerste in sys.stdlib_module_names:
+        return f"stdlib:{eerste}"
+    return eerste
+
+
+def _soort(leaf: str) -> str:
+    if leaf.startswith(DB_WACHT):
+        return "waiting for PostgreSQL (psycopg)"
+    if leaf.startswith(IDLE):
+        return "idle (event loop / thread pool / relay waiting)"
+    return "CPU (Python, holding or wanting the GIL)"
+
+
+def analyseer_profiel(raw: Path) -> dict:
+    """Where the samples of a py-spy collapsed-stack file fall: wait vs CPU, per package (inclusive and
+    self), top functions (self), project functions (inclusive)."""
+    totaal = 0
+    inclusief, zelf, functies_zelf, functies_incl, soorten = Counter(), Counter(), Counter(), Counter(), Counter()
+    for regel in raw.read_text(errors="replace").splitlines():
+        stack, _, n = regel.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        n = int(n)
+        totaal += n
+        frames = [f.strip() for f in stack.split(";")]
+        leaf = frames[-1]
+        soorten[_soort(leaf)] += n
+        for p in {_pakket(f) for f in frames}:
+            inclusief[p] += n
+        zelf[_pakket(leaf)] += n
+        functies_zelf[re.sub(r":\d+\)$", ")", leaf)] += n
+        for f in {re.sub(r":\d+\)$", ")", f) for f in frames if _pakket(f).startswith("project:")}:
+            functies_incl[f] += n
+    pct = lambda c, n=15: [(k, round(100 * v / totaal, 1)) for k, v in c.most_common(n)] if totaal else []  # noqa
+    return {"samples": totaal, "kind_pct": pct(soorten), "inclusive_by_package_pct": pct(inclusief, 20),
+            "self_by_package_pct": pct(zelf), "top_self_functions_pct": pct(functies_zelf, 20),
+            "top_project_functions_inclusive_pct": pct(functies_incl, 20)}
+
+
+def profileer(tmp: Path, data_file: Path, server: Server, concurrency: int, duur: float) -> dict:
+    spy = py_spy()
+    if spy is None:
+        log("py-spy not found (.venv/bin/pip install py-spy): no profiles")
+        return {}
+    out = BENCH / "profiles"
+    out.mkdir(exist_ok=True)
+    pids = server.worker_pids()
+    resultaten = {}
+    for key, label, mix in SCENARIOS:
+        a, b = pids[0], pids[-1]
+        log(f"profiling {key}: py-spy on worker {a} (flame graph + stacks, all non-idle threads) and "
+            f"worker {b} (stacks of the GIL holder only)")
+        svg, raw, gil = out / f"{key}.svg", out / f"{key}.txt", out / f"{key}.gil.txt"
+        wacht_op_outbox(DB_NAAM)
+        basis = [spy, "record", "--duration", str(int(duur)), "--nonblocking"]
+        procs = [subprocess.Popen(basis + ["-o", str(svg), "--pid", str(a), "--format", "flamegraph"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+                 subprocess.Popen(basis + ["-o", str(raw), "--pid", str(a), "--format", "raw"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+        if b != a:
+            procs.append(subprocess.Popen(basis + ["-o", str(gil), "--pid", str(b), "--format", "raw", "--gil"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(0.5)
+        laad(tmp, data_file, server, mix, duur, concurrency, seed=777)
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.terminate()
+        resultaten[key] = {"files": [str(f.relative_to(REPO)) for f in (svg, raw, gil) if f.exists()]}
+        if raw.exists():
+            resultaten[key]["wall"] = analyseer_profiel(raw)
+        if gil.exists():
+            resultaten[key]["gil"] = analyseer_profiel(gil)
+        (out / f"{key}.summary.json").write_text(json.dumps(resultaten[key], indent=1) + "\n")
+    return resultaten
+
+
+# ----------------------------------------------------------------------------------------------------
+# checks
+# ----------------------------------------------------------------------------------------------------
+def controleer_rijen(server: Server, database: str, voorbeelden: dict[int, dict]) -> dict:
+    """POST the body of seeded klanten to the running server; its rows must equal the seeded ones (except
+    the identity, the generated klantnummer and the creation moment)."""
+    import psycopg
+    from psycopg.rows import dict_row
+    verschillen = []
+    gecontroleerd = 0
+    with psycopg.connect(libpq(db_url(database)), row_factory=dict_row) as conn:
+        for klant_id, body in voorbeelden.items():
+            status, nieuw = server.verzoek("POST", "/api/v1/klanten", body)
+            if status != 201:
+                verschillen.append(f"POST of seeded body {klant_id} answered {status}: {nieuw}")
+                continue
+            nieuw_uuid = nieuw["url"].rsplit("/", 1)[1]
+            oud = conn.execute("SELECT *, subject_identificatie::text AS sid_tekst FROM klant WHERE id = %s",
+                               (klant_id,)).fetchone()
+            vers = conn.execute("SELECT *, subject_identificatie::text AS sid_tekst FROM klant WHERE uuid = %s",
+                                (nieuw_uuid,)).fetchone()
+            for kolom in oud:
+                if kolom in ("id", "uuid", "klantnummer", "aangemaakt"):
+                    continue
+                if oud[kolom] != vers[kolom]:
+                    verschillen.append(f"klant {klant_id} column {kolom}: seeded {oud[kolom]!r} != server "
+                                       f"{vers[kolom]!r}")
+            a_oud = conn.execute("SELECT * FROM audittrail WHERE klant_id = %s", (oud["id"],)).fetchone()
+            a_vers = conn.execute("SELECT * FROM audittrail WHERE klant_id = %s", (vers["id"],)).fetchone()
+            for kolom in a_oud:
+                if kolom in ("id", "uuid", "klant_id", "aanmaakdatum", "hoofd_object", "resource_url",
+                             "resource_weergave", "wijzigingen"):
+                    continue
+                if a_oud[kolom] != a_vers[kolom]:
+                    verschillen.append(f"audit of {klant_id} column {kolom}: {a_oud[kolom]!r} != {a_vers[kolom]!r}")
+            w_oud = a_oud["wijzigingen"]["nieuw"]
+            w_vers = a_vers["wijzigingen"]["nieuw"]
+            for w in (w_oud, w_vers):
+                w.pop("url", None)
+                w.pop("klantnummer", None)
+            if w_oud != w_vers or list(w_oud) != list(w_vers):
+                verschillen.append(f"audit of {klant_id}: wijzigingen differ")
+            gecontroleerd += 1
+            server.verzoek("DELETE", f"/api/v1/klanten/{nieuw_uuid}")
+    return {"checked": gecontroleerd, "differences": verschillen}
+
+
+def outbox(database: str) -> dict:
+    import psycopg
+    with psycopg.connect(libpq(db_url(database))) as conn:
+        return dict(conn.execute("SELECT status, count(*) FROM notificatie GROUP BY status").fetchall())
+
+
+# ----------------------------------------------------------------------------------------------------
+# report
+# ----------------------------------------------------------------------------------------------------
+def fmt(x, nd=0, suffix=""):
+    if x is None:
+        return "–"
+    return f"{x:,.{nd}f}{suffix}"
+
+
+def tabel(resultaat: dict) -> str:
+    regels = ["| scenario | req/s | × reference (ref. req/s) | target | p50 ms | p99 ms | errors |",
+              "|---|---:|---:|---|---:|---:|---:|"]
+    for key, label, _ in SCENARIOS:
+        s = resultaat["scenarios"].get(key)
+        if not s:
+            continue
+        m = s["median"]
+        ref = REFERENCE.get(key)
+        ratio = f"{m['rps'] / ref:.1f}× ({ref:g})" if ref else "–"
+        doel = TARGETS.get(key)
+        if doel:
+            tekst = f"≥ {doel['rps']}/s" + (f", p99 ≤ {doel['p99_ms']} ms" if "p99_ms" in doel else "")
+            tekst += " ✅ met" if s["target_met"] else " ❌ missed"
+        else:
+            tekst = "–"
+        regels.append(f"| {label} | {fmt(m['rps'], 1)} | {ratio} | {tekst} | {fmt(m['p50_ms'], 1)} | "
+                      f"{fmt(m['p99_ms'], 1)} | {fmt(m['errors'])} |")
+    rss = resultaat.get("rss", {})
+    if rss.get("peak_per_worker_mib"):
+        piek = max(rss["peak_per_worker_mib"].values())
+        regels.append(f"| peak RSS per worker | {piek:.0f} MiB | {piek / REFERENCE_RSS_MIB:.2f}× "
+                      f"({REFERENCE_RSS_MIB:g} MiB) | ≤ {TARGET_RSS_MIB:g} MiB "
+                      f"{'✅ met' if piek <= TARGET_RSS_MIB else '❌ missed'} | | | |")
+    ready = resultaat.get("readiness", {}).get("empty_db_median_s")
+    if ready is not None:
+        regels.append(f"| ready after `serve` (empty DB) | {ready:.2f} s | – | ≤ {TARGET_READY_S:g} s "
+                      f"{'✅ met' if ready <= TARGET_READY_S else '❌ missed'} | | | |")
+    return "\n".join(regels)
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        cpu = next(r.split(":", 1)[1].strip() for r in Path("/proc/cpuinfo").read_text().splitlines()
+                   if r.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = None
+    try:
+        mem = int(next(r.split()[1] for r in Path("/proc/meminfo").read_text().splitlines()
+                       if r.startswith("MemTotal"))) // 1024
+    except (OSError, StopIteration):
+        pass
+    pg = None
+    try:
+        import psycopg
+        with psycopg.connect(libpq(server_url())) as conn:
+            pg = conn.execute("SHOW server_version").fetchone()[0]
+    except Exception:  # noqa: BLE001
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_mib": mem, "os": platform.platform(),
+            "python": platform.python_version(), "postgresql": pg}
+
+
+def git_info() -> dict:
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+# ----------------------------------------------------------------------------------------------------
+# main
+# ----------------------------------------------------------------------------------------------------
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Klanten API benchmark (PostgreSQL, klanten-api serve --workers 2)")
+    p.add_argument("--size", type=int, default=int(os.environ.get("SIZE", 100_000)))
+    p.add_argument("--duration", type=float, default=float(os.environ.get("DURATION", 10)))
+    p.add_argument("--runs", type=int, default=int(os.environ.get("RUNS", 3)))
+    p.add_argument("--concurrency", type=int, default=int(os.environ.get("CONCURRENCY", 8)))
+    p.add_argument("--warmup", type=float, default=float(os.environ.get("WARMUP", 3)))
+    p.add_argument("--scenarios", default=",".join(k for k, _, _ in SCENARIOS),
+                   help="comma-separated subset of " + ",".join(k for k, _, _ in SCENARIOS))
+    p.add_argument("--reuse", action="store_true",
+                   help=f"keep the database {DB_NAAM} when it already holds at least SIZE klanten (no seeding)")
+    p.add_argument("--profile", action="store_true", help="one extra run per scenario under py-spy (bench/profiles/)")
+    p.add_argument("--no-probe", action="store_true", help="skip the statements-per-request probe")
+    p.add_argument("--no-readiness", action="store_true", help="skip the empty-database readiness measurement")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--quiet-wait", type=float, default=float(os.environ.get("QUIET_WAIT", 120)),
+                   help="before each scenario wait at most this many seconds for other processes to stop using "
+                        "CPU (0: do not wait); their CPU use during the runs is reported as other_processes")
+    p.add_argument("--output", help="results file (default bench/results/<date>[-<size>].json)")
+    args = p.parse_args(argv)
+    gekozen = set(args.scenarios.split(","))
+    onbekend = gekozen - {k for k, _, _ in SCENARIOS}
+    if onbekend:
+        p.error(f"unknown scenarios {sorted(onbekend)}")
+    if not KLANTEN_API.exists():
+        raise SystemExit(f"bench: {KLANTEN_API} not found; run `make install` first")
+
+    from dataset import Generator, RijenBouwer, seed as seed_db
+    import jwt
+    import yaml
+
+    resultaat: dict = {"date": dt.date.today().isoformat(), "started": dt.datetime.now().isoformat(timespec="seconds"),
+                       "size": args.size, "git": git_info(), "machine": machine(),
+                       "settings": {"workers": WORKERS, "concurrency": args.concurrency, "duration_s": args.duration,
+                                    "runs": args.runs, "warmup_s": args.warmup,
+                                    "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
+                                    "client": "bench/loadgen.py (asyncio + uvloop, keep-alive, closed loop, loopback)",
+                                    "requests_per_connection": REQUESTS_PER_CONNECTION,
+                                    "notifications": "KLANTEN_NOTIFICATIONS_API_URL -> local sink, relay ON "
+                                    "(in every worker, the default)", "base_url": BASE_URL,
+                                    "pool": "defaults (KLANTEN_DB_POOL_SIZE 10, MAX_OVERFLOW 10)"},
+                       "reference": {"rps": REFERENCE, "rss_mib": REFERENCE_RSS_MIB},
+                       "targets": {"rps": TARGETS, "rss_mib": TARGET_RSS_MIB, "ready_s": TARGET_READY_S}}
+
+    with tempfile.TemporaryDirectory(prefix="klanten-bench-") as tmp_naam:
+        tmp = Path(tmp_naam)
+        geheim = secrets.token_hex(32)                      # 64 characters, random: passes the secret check
+        auth = tmp / "applicaties.yaml"
+        auth.write_text(yaml.safe_dump({"applicaties": [{
+            "label": LABEL, "clientIds": [CLIENT_ID], "secret": geheim, "heeftAlleAutorisaties": False,
+            "scopes": ["klanten.lezen", "klanten.aanmaken", "klanten.bijwerken", "klanten.verwijderen",
+                       "audittrails.lezen"]}]}))
+        token = jwt.encode({"iss": CLIENT_ID, "iat": int(time.time()), "client_id": CLIENT_ID, "user_id": "bench",
+                            "user_representation": "Benchmark"}, geheim, algorithm="HS256")
+        database_url = db_url(DB_NAAM)
+
+        # ---- 1-2: database and data ----
+        bestaand = aantal_klanten(DB_NAAM) if args.reuse else None
+        bouwer = RijenBouwer(BASE_URL, CLIENT_ID, LABEL)
+        if bestaand is not None and bestaand >= args.size:
+            log(f"reusing {DB_NAAM} ({bestaand:,} klanten)")
+            resultaat["seeding"] = {"reused": True, "klanten": bestaand}
+            migreer(server_env(database_url, auth, None))
+        else:
+            log(f"creating database {DB_NAAM} on {re.sub(r'//[^@/]*@', '//', server_url())}")
+            maak_database(DB_NAAM)
+            migreer(server_env(database_url, auth, None))
+            log(f"seeding {args.size:,} klanten (COPY, {dict((k, w) for k, w in __import__('dataset').SUBJECT_MIX)})")
+            s = seed_db(libpq(database_url), args.size, bouwer, seed_waarde=args.seed)
+            resultaat["seeding"] = {"reused": False, "klanten": s.aantal, "seconds": round(s.seconden, 1),
+                                    "generate_seconds": round(s.genereren_seconden, 1),
+                                    "index_seconds": round(s.indexen_seconden, 1),
+                                    "rows_per_second": round(s.aantal / s.seconden)}
+            log(f"seeded {s.aantal:,} klanten in {s.seconden:.1f} s ({s.aantal / s.seconden:,.0f}/s; building the "
+                f"rows {s.genereren_seconden:.1f} s, indexes {s.indexen_seconden:.1f} s)")
+
+        # the data the load generator picks from
+        import psycopg
+        with psycopg.connect(libpq(database_url)) as conn:
+            uuids = [str(r[0]) for r in conn.execute(
+                "SELECT uuid FROM klant WHERE id <= %s ORDER BY id", (args.size,)).fetchall()]
+            bsns = [r[0] for r in conn.execute(
+                "SELECT DISTINCT zoek_inp_bsn FROM klant WHERE zoek_inp_bsn IS NOT NULL").fetchall()]
+            verdeling = dict(conn.execute("SELECT coalesce(subject_type, 'null'), count(*) FROM klant "
+                                          "GROUP BY 1").fetchall())
+            met_adres = conn.execute("SELECT avg(adres_aanwezig::int) FROM klant").fetchone()[0]
+            db_grootte = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()[0]
+        resultaat["dataset"] = {"subject_types": verdeling, "with_adres": round(float(met_adres), 3),
+                                "distinct_bsns": len(bsns), "database_size": db_grootte}
+        rng = __import__("random").Random(args.seed)
+        data_file = tmp / "data.json"
+        data_file.write_text(json.dumps({
+            "uuids": uuids if len(uuids) <= 200_000 else rng.sample(uuids, 200_000),
+            "bsns": bsns if len(bsns) <= 200_000 else rng.sample(bsns, 200_000),
+            "bronorganisaties": list(Generator(seed=args.seed).bronorganisaties),
+            "pages": max(1, min(20, math.ceil(args.size / 100)))}))
+
+        # the exactness check uses the first seeded klanten of each subject type without a subject URL
+        gen = Generator(seed=args.seed)
+        voorbeelden: dict[int, dict] = {}
+        gezien = set()
+        for i in range(1, min(args.size, 200) + 1):
+            body = gen.klant()
+            if not body["subject"] and body["subjectType"] not in gezien:
+                gezien.add(body["subjectType"])
+                voorbeelden[i] = body
+
+        # ---- 3: statements per request ----
+        if not args.no_probe:
+            log("counting database statements per request (in-process probe)")
+            uit = subprocess.run([sys.executable, str(BENCH / "probe.py"), database_url, str(auth), CLIENT_ID, geheim],
+                                 capture_output=True, text=True, timeout=300)
+            if uit.returncode != 0:
+                log(f"probe failed: {uit.stderr[-2000:]}")
+                resultaat["queries"] = {"error": uit.stderr[-2000:]}
+            else:
+                resultaat["queries"] = json.loads(uit.stdout)
+
+        sink = Sink()
+        try:
+            # ---- 4: readiness on an empty database ----
+            if not args.no_readiness:
+                tijden = []
+                for i in range(READY_RUNS):
+                    maak_database(DB_LEEG)
+                    srv = Server(server_env(db_url(DB_LEEG), auth, sink.url), tmp, token, f"empty-{i}")
+                    try:
+                        tijden.append(srv.wacht_tot_klaar())
+                    finally:
+                        srv.stop()
+                admin_sql(f'DROP DATABASE IF EXISTS "{DB_LEEG}" WITH (FORCE)')
+                resultaat["readiness"] = {
+                    "empty_db_runs": tijden,
+                    "empty_db_median_s": mediaan([t["first_200_s"] for t in tijden]),
+                    "empty_db_all_workers_median_s": mediaan([t["all_workers_s"] for t in tijden])}
+                log(f"ready on an empty database (incl. migration) after "
+                    f"{resultaat['readiness']['empty_db_median_s']:.2f} s (median of {READY_RUNS}; all workers "
+                    f"{fmt(resultaat['readiness']['empty_db_all_workers_median_s'], 2)} s)")
+
+            # ---- 5: the server under test ----
+            server = Server(server_env(database_url, auth, sink.url), tmp, token, "bench")
+            try:
+                klaar = server.wacht_tot_klaar()
+                resultaat.setdefault("readiness", {})["seeded_db"] = klaar
+                log(f"server on port {server.port} ready after {klaar['first_200_s']:.2f} s "
+                    f"(seeded database); workers {server.worker_pids()}")
+                pids = server.worker_pids()
+                if len(pids) != WORKERS:
+                    log(f"warning: expected {WORKERS} worker processes, found {pids}")
+
+                # ---- 6: rows as the server writes them ----
+                check = controleer_rijen(server, DB_NAAM, voorbeelden)
+                resultaat["row_check"] = check
+                if check["differences"]:
+                    log("WARNING: seeded rows differ from what the server writes:\n  "
+                        + "\n  ".join(check["differences"][:20]))
+                else:
+                    log(f"seeded rows equal the server's own rows ({check['checked']} subject types checked)")
+
+                monitor = RssMonitor(pids)
+                monitor.start()
+                pg_activiteit = PgActiviteit(DB_NAAM)
+                pg_activiteit.start()
+                time.sleep(0.3)
+                resultaat["rss"] = {"idle_after_start_mib": {str(k): round(v, 1) for k, v in monitor.neem_venster().items()}}
+
+                # ---- 7: scenarios ----
+                resultaat["scenarios"] = {}
+                per_scenario_rss = {}
+                for key, label, mix in SCENARIOS:
+                    if key not in gekozen:
+                        continue
+                    if args.warmup > 0:
+                        laad(tmp, data_file, server, mix, args.warmup, args.concurrency, seed=args.seed * 100)
+                    if any(k in ("create", "patch") for k, _ in mix):
+                        wacht_op_outbox(DB_NAAM)        # the warm-up's notifications are not this run's load
+                    if args.quiet_wait > 0:
+                        wacht_op_rust(args.quiet_wait)
+                    runs = []
+                    monitor.neem_venster()
+                    pg_activiteit.neem_venster()
+                    for r in range(args.runs):
+                        uit = laad(tmp, data_file, server, mix, args.duration, args.concurrency,
+                                   seed=args.seed * 100 + r + 1, cpu=CpuMeter(pids))
+                        runs.append(uit)
+                        log(f"{key:7s} run {r + 1}/{args.runs}: {uit['rps']:8.1f} req/s  p50 {uit['p50_ms']:7.1f} ms  "
+                            f"p99 {uit['p99_ms']:7.1f} ms  errors {uit['errors']}  cpu {uit['cpu_cores']}"
+                            + (f" {uit['statuses']} {uit['error_kinds']}" if uit["errors"] else ""))
+                    per_scenario_rss[key] = {str(k): round(v, 1) for k, v in monitor.neem_venster().items()}
+                    pg_tijdens = pg_activiteit.neem_venster()
+                    med = {"rps": mediaan([u["rps"] for u in runs]), "p50_ms": mediaan([u["p50_ms"] for u in runs]),
+                           "p99_ms": mediaan([u["p99_ms"] for u in runs]), "errors": mediaan([u["errors"] for u in runs])}
+                    doel = TARGETS.get(key)
+                    met = None
+                    if doel:
+                        met = med["rps"] >= doel["rps"] and ("p99_ms" not in doel or med["p99_ms"] <= doel["p99_ms"])
+                    ref = REFERENCE.get(key)
+                    relay = None
+                    if any(k in ("create", "patch") for k, _ in mix):
+                        relay = wacht_op_outbox(DB_NAAM)
+                        log(f"{key:7s} notification relay: {relay['pending_after_load']} pending after the last run, "
+                            f"drained in {relay['drained_in_s']} s")
+                    med["cpu_cores"] = {c: round(mediaan([u["cpu_cores"][c] for u in runs]), 2)
+                                        for c in runs[0]["cpu_cores"] if c != "per_worker"}
+                    resultaat["scenarios"][key] = {
+                        "label": label, "mix": mix, "median": med, "notification_relay": relay,
+                        "postgresql_activity": pg_tijdens,
+                        "reference_rps": ref, "ratio_to_reference": (med["rps"] / ref) if ref else None,
+                        "target": doel, "target_met": met,
+                        "runs": [{k: v for k, v in u.items()} for u in runs]}
+                hwm = monitor.hwm()
+                monitor.stop()
+                pg_activiteit.stop()
+                resultaat["rss"].update({
+                    "peak_per_worker_mib": {str(k): round(v, 1) for k, v in hwm.items()},
+                    "peak_per_scenario_sampled_mib": per_scenario_rss,
+                    "supervisor_mib": round((status_kb(server.proc.pid, "VmHWM") or 0) / 1024, 1),
+                    "method": "VmHWM (kernel peak RSS) of each uvicorn worker process (children of "
+                              "`klanten-api serve`), read at the end; per scenario: VmRSS sampled every 50 ms"})
+
+                # ---- 8: profiles ----
+                if args.profile:
+                    resultaat["profiles"] = profileer(tmp, data_file, server, args.concurrency, args.duration)
+            finally:
+                server.stop()
+            time.sleep(0.5)
+            resultaat["notifications"] = {"outbox": outbox(DB_NAAM), "received_by_sink": dict(sink.ontvangen)}
+        finally:
+            sink.stop()
+
+    # ---- 9: report ----
+    resultaat["finished"] = dt.datetime.now().isoformat(timespec="seconds")
+    resultaat["table_markdown"] = tabel(resultaat)
+    uit = Path(args.output) if args.output else BENCH / "results" / (
+        f"{resultaat['date']}.json" if args.size == 100_000 else f"{resultaat['date']}-{args.size}.json")
+    uit.parent.mkdir(parents=True, exist_ok=True)
+    uit.write_text(json.dumps(resultaat, indent=1, ensure_ascii=False, default=str) + "\n")
+
+    print()
+    print(f"Klanten API benchmark: {args.size:,} klanten, PostgreSQL {resultaat['machine']['postgresql']}, "
+          f"{WORKERS} workers, concurrency {args.concurrency}, {args.runs} × {args.duration:g} s per scenario "
+          f"(medians), {resultaat['machine']['cores']} cores")
+    print()
+    print(resultaat["table_markdown"])
+    print()
+    print("CPU in cores during the runs (medians; the machine has "
+          f"{resultaat['machine']['cores']}): server workers / PostgreSQL / load generator / other processes")
+    for key, sc in resultaat.get("scenarios", {}).items():
+        c = sc["median"].get("cpu_cores", {})
+        relay = sc.get("notification_relay")
+        pga = sc.get("postgresql_activity", {})
+        print(f"  {key:7s} {c.get('server_workers')} / {c.get('postgresql')} / {c.get('load_generator')} / "
+              f"{c.get('other_processes')}   backends {pga.get('mean_backends')} waits {pga.get('top_waits')}"
+              + (f"   outbox after the runs: {relay['pending_after_load']} pending, drained in {relay['drained_in_s']} s"
+                 if relay else ""))
+    print()
+    q = resultaat.get("queries", {}).get("requests")
+    if q:
+        print("Database statements per request (in-process probe; transactions, pool checkouts):")
+        for naam, v in q.items():
+            print(f"  {naam:70s} {v['statements']:3d} statements  {v['transactions']} tx  {v['checkouts']} checkouts"
+                  + (f"  ({v['results']} results)" if "results" in v else ""))
+        print(f"  list page statements constant: {resultaat['queries'].get('list_page_constant')}")
+    r = resultaat.get("readiness", {})
+    if r:
+        print(f"Ready after `klanten-api serve`: empty database {fmt(r.get('empty_db_median_s'), 2)} s (median of {READY_RUNS}, "
+              f"first 200; all workers {fmt(r.get('empty_db_all_workers_median_s'), 2)} s), seeded database "
+              f"{fmt(r.get('seeded_db', {}).get('first_200_s'), 2)} s")
+    if "rss" in resultaat:
+        print(f"Peak RSS per worker (MiB): {resultaat['rss'].get('peak_per_worker_mib')}; "
+              f"supervisor {resultaat['rss'].get('supervisor_mib')} MiB")
+    print(f"Notifications: outbox {resultaat.get('notifications', {}).get('outbox')}, "
+          f"received by the sink {resultaat.get('notifications', {}).get('received_by_sink')}")
+    print(f"Results: {uit.relative_to(REPO) if uit.is_relative_to(REPO) else uit}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
