@@ -9,57 +9,50 @@ from urllib.parse import urlsplit
 import pytest
 
 from conftest import BRONORGANISATIE, geldig_rsin, klant_body
+from klant_verwacht import (  # noqa: F401
+    klant,
+    PROBLEM_JSON,
+    VALIDATIE_DETAIL,
+    WEBSITE,
+    REQUIRED,
+    BLANK,
+    NULL,
+    INVALID_SUBJECT,
+    INVALID_EMAIL,
+    UNIQUE,
+    MIN_VALUE,
+    ELFPROEF,
+    invalid_choice,
+    not_a_dict,
+    assert_exact,
+    create,
+    adres,
+    natuurlijk_persoon,
+    niet_natuurlijk_persoon,
+    vestiging,
+    verblijfsadres,
+    buitenland,
+)
 
-PROBLEM_JSON = "application/problem+json"
-VALIDATIE_DETAIL = "Er is een validatiefout opgetreden."   # README difference 3: never empty
-WEBSITE = "http://some.website.com"
 
-REQUIRED = ("required", "Dit veld is vereist.")
-BLANK = ("blank", "Dit veld mag niet leeg zijn.")
-NULL = ("null", "Dit veld mag niet leeg zijn.")
 NOT_A_STRING = ("invalid", "Not a valid string.")
 NUL = ("null_characters_not_allowed", "Null-tekens zijn niet toegestaan.")
 ONLY_DIGITS = ("only-digits", "Waarde moet numeriek zijn.")
 INVALID_LENGTH = ("invalid-length", "RSIN moet 9 tekens lang zijn.")
-ELFPROEF = ("invalid", "Onjuist RSIN nummer.")
 A_NUMMER = ("a-nummer-incorrect-format", "inpA_nummer must consist of 10 digits")
 INVALID_URL = ("invalid", "Voer een geldige URL in.")
-INVALID_EMAIL = ("invalid", "Voer een geldig e-mailadres in.")
 INVALID_INTEGER = ("invalid", "Een geldig getal is vereist.")
 MAX_VALUE = ("max_value", "Zorg ervoor dat deze waarde kleiner is dan of gelijk is aan 99999.")
-MIN_VALUE = ("min_value", "Zorg ervoor dat deze waarde groter is dan of gelijk is aan 0.")
-INVALID_SUBJECT = ("invalid-subject", "subject or subjectIdentificatie must be provided")
-UNIQUE = ("unique", "De velden bronorganisatie, klantnummer moeten een unieke set zijn.")
 
 
 def max_length(n):
     return "max_length", f"Zorg ervoor dat dit veld niet meer dan {n} karakters bevat."
 
 
-def invalid_choice(value):
-    return "invalid_choice", f'"{value}" is een ongeldige keuze.'
-
-
-def not_a_dict(typename):
-    return "invalid", f"Ongeldige data. Verwacht een dictionary, kreeg een {typename}."
-
-
 NOT_A_LIST = ("not_a_list", 'Verwachtte een lijst met items, maar kreeg type "str".')
 
 
 # ---------- helpers ----------
-def geordend(obj):
-    """Dicts as lists of (key, value) pairs, so that a comparison also checks key order."""
-    if isinstance(obj, dict):
-        return [(k, geordend(v)) for k, v in obj.items()]
-    if isinstance(obj, list):
-        return [geordend(v) for v in obj]
-    return obj
-
-
-def assert_exact(got: dict, expected: dict) -> None:
-    assert got == expected
-    assert geordend(got) == geordend(expected), "same content, different key order"
 
 
 def assert_validatiefout(api, resp, *params) -> None:
@@ -91,66 +84,6 @@ def assert_afgewezen(api, body, *params) -> None:
     resp = api.post("/klanten", body)
     assert_validatiefout(api, resp, *params)
     assert aantal_klanten(api) == 0
-
-
-def create(api, body) -> dict:
-    resp = api.post("/klanten", body)
-    assert resp.status_code == 201, resp.text
-    return resp.json()
-
-
-def klant(url, **velden) -> dict:
-    """The expected representation: defaults of the reference, overridden by `velden`."""
-    out = {"url": url, "bronorganisatie": BRONORGANISATIE, "klantnummer": "1111", "bedrijfsnaam": "", "functie": "",
-           "websiteUrl": WEBSITE, "voornaam": "", "voorvoegselAchternaam": "", "achternaam": "",
-           "telefoonnummer": "", "emailadres": "", "adres": None, "subject": "", "subjectType": "natuurlijk_persoon",
-           "subjectIdentificatie": None}
-    out.update(velden)
-    if out["subjectType"] is None:
-        del out["subjectIdentificatie"]
-    return out
-
-
-def adres(**velden) -> dict:
-    out = {"straatnaam": "", "huisnummer": None, "huisletter": "", "huisnummertoevoeging": "", "postcode": "",
-           "woonplaatsnaam": "", "landcode": ""}
-    out.update(velden)
-    return out
-
-
-def natuurlijk_persoon(**velden) -> dict:
-    out = {"inpBsn": "", "anpIdentificatie": "", "inpANummer": "", "geslachtsnaam": "",
-           "voorvoegselGeslachtsnaam": "", "voorletters": "", "voornamen": "", "geslachtsaanduiding": "",
-           "geboortedatum": "", "verblijfsadres": None, "subVerblijfBuitenland": None}
-    out.update(velden)
-    return out
-
-
-def niet_natuurlijk_persoon(**velden) -> dict:
-    out = {"innNnpId": "", "annIdentificatie": "", "statutaireNaam": "", "innRechtsvorm": "", "bezoekadres": "",
-           "subVerblijfBuitenland": None}
-    out.update(velden)
-    return out
-
-
-def vestiging(**velden) -> dict:
-    out = {"vestigingsNummer": "", "handelsnaam": [], "verblijfsadres": None, "subVerblijfBuitenland": None}
-    out.update(velden)
-    return out
-
-
-def verblijfsadres(**velden) -> dict:
-    out = {"aoaIdentificatie": "", "wplWoonplaatsNaam": "", "gorOpenbareRuimteNaam": "", "aoaPostcode": "",
-           "aoaHuisnummer": None, "aoaHuisletter": "", "aoaHuisnummertoevoeging": "", "inpLocatiebeschrijving": ""}
-    out.update(velden)
-    return out
-
-
-def buitenland(**velden) -> dict:
-    out = {"lndLandcode": "", "lndLandnaam": "", "subAdresBuitenland1": "", "subAdresBuitenland2": "",
-           "subAdresBuitenland3": ""}
-    out.update(velden)
-    return out
 
 
 def assert_klant_url(api, url: str) -> None:

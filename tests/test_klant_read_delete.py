@@ -7,24 +7,16 @@ import uuid
 
 import pytest
 
-from conftest import BRONORGANISATIE, geldig_rsin, klant_body
-
-PROBLEM_JSON = "application/problem+json"
-WEBSITE = "http://some.website.com"
-
-
-def geordend(obj):
-    """Dicts as lists of (key, value) pairs, so that a comparison also checks key order."""
-    if isinstance(obj, dict):
-        return [(k, geordend(v)) for k, v in obj.items()]
-    if isinstance(obj, list):
-        return [geordend(v) for v in obj]
-    return obj
-
-
-def assert_exact(got: dict, expected: dict) -> None:
-    assert got == expected
-    assert geordend(got) == geordend(expected), "same content, different key order"
+from conftest import geldig_rsin, klant_body
+from klant_verwacht import (  # noqa: F401
+    klant,
+    PROBLEM_JSON,
+    assert_exact,
+    create,
+    ADRES,
+    VERBLIJFSADRES,
+    BUITENLAND,
+)
 
 
 def assert_niet_gevonden(api, resp) -> None:
@@ -38,30 +30,6 @@ def assert_niet_gevonden(api, resp) -> None:
                     "status": 404, "detail": "Niet gevonden."}
 
 
-def create(api, body) -> dict:
-    resp = api.post("/klanten", body)
-    assert resp.status_code == 201, resp.text
-    return resp.json()
-
-
-def klant(url, **velden) -> dict:
-    out = {"url": url, "bronorganisatie": BRONORGANISATIE, "klantnummer": "1111", "bedrijfsnaam": "", "functie": "",
-           "websiteUrl": WEBSITE, "voornaam": "", "voorvoegselAchternaam": "", "achternaam": "",
-           "telefoonnummer": "", "emailadres": "", "adres": None, "subject": "", "subjectType": "natuurlijk_persoon",
-           "subjectIdentificatie": None}
-    out.update(velden)
-    if out["subjectType"] is None:
-        del out["subjectIdentificatie"]
-    return out
-
-
-VERBLIJFSADRES = {"aoaIdentificatie": "0363200000218908", "wplWoonplaatsNaam": "Amsterdam",
-                  "gorOpenbareRuimteNaam": "Keizersgracht", "aoaPostcode": "1015CJ", "aoaHuisnummer": 117,
-                  "aoaHuisletter": "A", "aoaHuisnummertoevoeging": "bis", "inpLocatiebeschrijving": "achterom"}
-BUITENLAND = {"lndLandcode": "5010", "lndLandnaam": "Belgie", "subAdresBuitenland1": "Rue 1",
-              "subAdresBuitenland2": "1000 Brussel", "subAdresBuitenland3": "Brabant"}
-ADRES = {"straatnaam": "Keizersgracht", "huisnummer": 117, "huisletter": "A", "huisnummertoevoeging": "bis",
-         "postcode": "1015CJ", "woonplaatsnaam": "Amsterdam", "landcode": "6030"}
 BSN = geldig_rsin(31415)
 
 SUBJECT_IDENTIFICATIES = {
