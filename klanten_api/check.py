@@ -170,8 +170,6 @@ class Checker:
 
     # -- Notificaties API --
     def notificaties_api(self) -> _Result:
-        import requests
-
         from notificaties.client import NotificatiesApi
         from service.constants import KANAAL
         s = self.settings
@@ -181,18 +179,10 @@ class Checker:
             return fail("KLANTEN_NOTIFICATIONS_API_URL must start with http:// or https://")
         api = NotificatiesApi(s)
         url = f"{api.root}kanaal"
-        try:
-            resp = api.session.get(url, params={"naam": KANAAL}, headers=api.headers(),
-                                   timeout=(s.notifications_timeout, s.notifications_timeout))
-        except requests.Timeout:
-            return fail(f"no answer from {_where(url)} within {s.notifications_timeout:g} s "
-                        "(KLANTEN_NOTIFICATIONS_TIMEOUT)")
-        except requests.ConnectionError as exc:
-            return fail(f"cannot connect to {_where(url)} ({type(exc).__name__})")
-        except requests.RequestException as exc:
-            return fail(f"request to {_where(url)} failed ({type(exc).__name__})")
-        finally:
-            api.session.close()
+        api.session.close()                 # _get uses a session of its own (no environment proxies)
+        resp = _get(url, {"naam": KANAAL}, api.headers(), s.notifications_timeout, "KLANTEN_NOTIFICATIONS_TIMEOUT")
+        if isinstance(resp, _Result):
+            return resp
         refused = _refused(resp.status_code, "KLANTEN_NOTIFICATIONS", bool(s.notifications_client_id and
                                                                           s.notifications_secret))
         if refused:
@@ -214,8 +204,6 @@ class Checker:
 
     # -- Autorisaties API --
     def autorisaties_api(self) -> _Result:
-        import requests
-
         from notificaties.client import zgw_token
         s = self.settings
         if not s.autorisaties_api_url:
@@ -233,18 +221,9 @@ class Checker:
         headers = {"Accept": "application/json"}
         if s.autorisaties_client_id and s.autorisaties_secret:
             headers["Authorization"] = f"Bearer {zgw_token(s.autorisaties_client_id, s.autorisaties_secret)}"
-        try:
-            with requests.Session() as session:
-                session.trust_env = False
-                resp = session.get(url, params={"clientIds": client_id}, headers=headers,
-                                   timeout=(s.autorisaties_timeout, s.autorisaties_timeout))
-        except requests.Timeout:
-            return fail(f"no answer from {_where(url)} within {s.autorisaties_timeout:g} s "
-                        "(KLANTEN_AUTORISATIES_TIMEOUT)")
-        except requests.ConnectionError as exc:
-            return fail(f"cannot connect to {_where(url)} ({type(exc).__name__})")
-        except requests.RequestException as exc:
-            return fail(f"request to {_where(url)} failed ({type(exc).__name__})")
+        resp = _get(url, {"clientIds": client_id}, headers, s.autorisaties_timeout, "KLANTEN_AUTORISATIES_TIMEOUT")
+        if isinstance(resp, _Result):
+            return resp
         refused = _refused(resp.status_code, "KLANTEN_AUTORISATIES", bool(s.autorisaties_client_id and
                                                                          s.autorisaties_secret))
         if refused:
@@ -292,6 +271,21 @@ class Checker:
         if not s.rate_limit:
             return ok(f"{where} answers PING; note: KLANTEN_RATE_LIMIT is off, so Redis is not used")
         return ok(f"{where} answers PING; rate limits are shared through it")
+
+
+def _get(url: str, params: dict, headers: dict, timeout: float, timeout_setting: str):
+    """GET with a timeout; the response, or the failed check saying why there is none."""
+    import requests
+    try:
+        with requests.Session() as session:
+            session.trust_env = False
+            return session.get(url, params=params, headers=headers, timeout=(timeout, timeout))
+    except requests.Timeout:
+        return fail(f"no answer from {_where(url)} within {timeout:g} s ({timeout_setting})")
+    except requests.ConnectionError as exc:
+        return fail(f"cannot connect to {_where(url)} ({type(exc).__name__})")
+    except requests.RequestException as exc:
+        return fail(f"request to {_where(url)} failed ({type(exc).__name__})")
 
 
 def _refused(status: int, prefix: str, has_credentials: bool) -> str | None:
