@@ -400,12 +400,6 @@ def seed(conninfo: str, aantal: int, bouwer: RijenBouwer, *, seed_waarde: int = 
                 gedaan += n
                 voortgang.update(gedaan)
             voortgang.klaar(gedaan)
-            # the counters kla-001 keeps, as the server would have left them
-            for bron, nummer in laatste.items():
-                if nummer:
-                    cur.execute("INSERT INTO klantnummer_reeks (bronorganisatie, laatste) VALUES (%s, %s) "
-                                "ON CONFLICT (bronorganisatie) DO UPDATE SET laatste = EXCLUDED.laatste",
-                                (bron, nummer))
             for tabel in ("klant", "audittrail"):
                 cur.execute(f"SELECT setval(pg_get_serial_sequence('{tabel}', 'id'), "
                             f"(SELECT coalesce(max(id), 1) FROM {tabel}))")
@@ -422,7 +416,15 @@ def seed(conninfo: str, aantal: int, bouwer: RijenBouwer, *, seed_waarde: int = 
             print("seeding: VACUUM ANALYZE ...", file=sys.stderr, flush=True)
             cur.execute("VACUUM (ANALYZE) klant")
             cur.execute("VACUUM (ANALYZE) audittrail")
-            cur.execute("ANALYZE klantnummer_reeks")
+    # kla-001: generation continues after the numbers written above, as the server would have left it
+    from storage.database import make_engine
+    from storage.klanten import KlantenRepository
+    engine = make_engine(conninfo, pool_size=1, max_overflow=0)
+    with engine.begin() as sa_conn:
+        repo = KlantenRepository(sa_conn)
+        for bron, nummer in laatste.items():
+            repo.zet_laatste_klantnummer(bron, nummer)
+    engine.dispose()
     return SeedResultaat(aantal=aantal, seconden=time.perf_counter() - start, genereren_seconden=genereren,
                          indexen_seconden=indexen_seconden, uuids=uuids, bsns=list(dict.fromkeys(gen.bsns)),
                          voorbeelden=voorbeelden, bronorganisaties=gen.bronorganisaties)

@@ -233,11 +233,11 @@ class KlantenService:
         gegenereerd = not g["klantnummer"]
         for _ in range(GENEREER_POGINGEN):
             try:
-                if gegenereerd:
-                    self._regel_subject(g)        # (a generated number raises no uniqueness question)
-                    g["klantnummer"] = self._reserveer_klantnummer(g["bronorganisatie"])   # kla-001
                 with UnitOfWork(self.engine, schrijven=True) as uow:
-                    if not gegenereerd:
+                    if gegenereerd:
+                        self._regel_subject(g)     # (a generated number raises no uniqueness question)
+                        g["klantnummer"] = uow.klanten.volgend_klantnummer(g["bronorganisatie"])   # kla-001
+                    else:
                         if uow.klanten.klantnummer_bestaat(g["bronorganisatie"], g["klantnummer"]):
                             raise self._uniek_fout()
                         self._regel_subject(g)      # after uniqueness, as the reference orders them
@@ -262,15 +262,6 @@ class KlantenService:
             except KlantnummersUitgeput:
                 raise ValidatieFout([InvalidParam("klantnummer", "required", v.REQUIRED[1])]) from None
         raise self._uniek_fout()
-
-    def _reserveer_klantnummer(self, bronorganisatie: str) -> str:
-        """kla-001: draw the next number in a short transaction of its own, so the per-bronorganisatie
-        counter lock is held for one statement, not for the whole create. A number whose create then fails
-        is simply not used (numbers need to be unique, not gapless)."""
-        with UnitOfWork(self.engine, schrijven=True) as uow:
-            nummer = uow.klanten.volgend_klantnummer(bronorganisatie)
-            uow.commit()
-        return nummer
 
     def klant_read(self, uuid, verzoek: Verzoek) -> dict:
         klant_uuid = parse_uuid(uuid)

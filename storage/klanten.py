@@ -5,9 +5,9 @@ import datetime as dt
 import uuid as uuid_mod
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 
-from .tables import ZOEKSLEUTELS, klant, klantnummer_reeks
+from .tables import ZOEKSLEUTELS, klant, klant_telling, klantnummer_reeks
 
 # API field -> column, in the API's output order
 VELDEN = (
@@ -58,6 +58,9 @@ def uit_rij(row) -> dict:
 
 
 _INSERT = sa.insert(klant).returning(klant.c.id)
+_AANTAL = sa.select(sa.func.coalesce(sa.func.sum(klant_telling.c.aantal), 0))
+_KLANTNUMMER_VOLGENDE = sa.select(sa.func.klantnummer_volgende(sa.bindparam("bron", type_=sa.Text)))
+SEQUENCE_LIMIT_EXCEEDED = "2200H"      # PostgreSQL: nextval past MAXVALUE
 _UPDATE = sa.update(klant).where(klant.c.id == sa.bindparam("klant_id"))
 
 
@@ -110,25 +113,38 @@ class KlantenRepository:
         if filters is None:
             return 0, []
         where = [klant.c[kolom] == waarde for kolom, waarde in filters.items()]
-        count = self.conn.execute(sa.select(sa.func.count()).select_from(klant).where(*where)).scalar_one()
+        if where:
+            count = self.conn.execute(sa.select(sa.func.count()).select_from(klant).where(*where)).scalar_one()
+        else:
+            # exact, and not a scan of the whole table: the triggers keep the count (migration 0002)
+            count = int(self.conn.execute(_AANTAL).scalar_one())
         if offset >= count:
             return count, []
         rows = self.conn.execute(sa.select(klant).where(*where).order_by(klant.c.id).offset(offset).limit(limit))
         return count, [_klant(r) for r in rows]
 
     def volgend_klantnummer(self, bronorganisatie: str) -> str:
-        """kla-001: the next free generated klantnummer of a bronorganisatie.
+        """kla-001: the next free generated klantnummer of a bronorganisatie, drawn inside the caller's
+        transaction. Numbers a client chose itself are skipped; a client that inserts the same number
+        concurrently still loses to the unique constraint, and the caller retries then.
 
-        The per-bronorganisatie counter row is locked (FOR UPDATE on PostgreSQL; SQLite writers are
-        serialised by BEGIN IMMEDIATE), so concurrent creates in any number of processes never draw the
-        same number. Numbers a client chose itself are skipped. A client that inserts the same number
-        concurrently still loses to the unique constraint; the caller retries then.
+        PostgreSQL: a sequence per bronorganisatie (SQL function klantnummer_volgende, migration 0002). It takes
+        no lock, so concurrent creates in any number of processes neither wait for each other nor draw the same
+        number; a number whose create then fails is simply not used (unique, not gapless).
+        SQLite: a counter row in klantnummer_reeks; a writing transaction already holds the database's write
+        lock (BEGIN IMMEDIATE), so the read-increment-write cannot interleave with another one.
         """
-        insert = (postgresql.insert if self.conn.dialect.name == "postgresql" else sqlite.insert)(klantnummer_reeks)
-        self.conn.execute(insert.values(bronorganisatie=bronorganisatie, laatste=0).on_conflict_do_nothing())
-        laatste = self.conn.execute(
-            sa.select(klantnummer_reeks.c.laatste).where(klantnummer_reeks.c.bronorganisatie == bronorganisatie)
-            .with_for_update()).scalar_one()
+        if self.conn.dialect.name == "postgresql":
+            try:
+                return str(self.conn.execute(_KLANTNUMMER_VOLGENDE, {"bron": bronorganisatie}).scalar_one())
+            except sa.exc.DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) == SEQUENCE_LIMIT_EXCEEDED:
+                    raise KlantnummersUitgeput(bronorganisatie) from None
+                raise
+        self.conn.execute(sqlite.insert(klantnummer_reeks).values(bronorganisatie=bronorganisatie, laatste=0)
+                          .on_conflict_do_nothing())
+        laatste = self.conn.execute(sa.select(klantnummer_reeks.c.laatste)
+                                    .where(klantnummer_reeks.c.bronorganisatie == bronorganisatie)).scalar_one()
         nummer = laatste
         while True:
             nummer += 1
@@ -139,3 +155,13 @@ class KlantenRepository:
         self.conn.execute(sa.update(klantnummer_reeks).where(klantnummer_reeks.c.bronorganisatie == bronorganisatie)
                           .values(laatste=nummer))
         return str(nummer)
+
+    def zet_laatste_klantnummer(self, bronorganisatie: str, laatste: int) -> None:
+        """Make the next generated klantnummer of a bronorganisatie laatste + 1 (bulk loads, such as the
+        benchmark's seeding, that wrote generated numbers themselves)."""
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(sa.text("SELECT setval(klantnummer_reeks_maken(:b), greatest(:n, 1), :n > 0)"),
+                              {"b": bronorganisatie, "n": laatste})
+            return
+        self.conn.execute(sqlite.insert(klantnummer_reeks).values(bronorganisatie=bronorganisatie, laatste=laatste)
+                          .on_conflict_do_update(index_elements=["bronorganisatie"], set_={"laatste": laatste}))

@@ -79,10 +79,20 @@ audittrail = sa.Table(
     sa.Index("ix_audittrail_klant_id", "klant_id", "id"),
 )
 
+# kla-001 counters of generated klantnummers, SQLite only: on PostgreSQL each bronorganisatie has a sequence
+# (klantnummer_<bronorganisatie>, drawn by the SQL function klantnummer_volgende; migration 0002)
 klantnummer_reeks = sa.Table(
     "klantnummer_reeks", metadata,
     sa.Column("bronorganisatie", sa.String(9), primary_key=True),
     sa.Column("laatste", sa.BigInteger(), nullable=False),
+)
+
+# the exact number of klanten, kept by triggers on klant (migration 0002) in the transaction of every insert and
+# delete: the sum of `aantal` over all rows. Never written by the application.
+klant_telling = sa.Table(
+    "klant_telling", metadata,
+    sa.Column("slot", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("aantal", sa.BigInteger(), nullable=False),
 )
 
 # transactional outbox of notifications (written in the write's own transaction, sent by the relay)

@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, \
     run_state_machine_as_test
 
-from conftest import Api, geldig_rsin
-from storage.tables import metadata, notificatie
+from conftest import Api, geldig_rsin, leeg_register
+from storage.tables import notificatie
 
 NP, NNP, VES = "natuurlijk_persoon", "niet_natuurlijk_persoon", "vestiging"
 TYPES = (NP, NNP, VES)
@@ -155,9 +155,7 @@ class KlantenMachine(RuleBasedStateMachine):
 
     @initialize()
     def leeg_register(self):
-        with self.engine.begin() as conn:
-            for table in reversed(metadata.sorted_tables):
-                conn.execute(table.delete())
+        leeg_register(self.engine)
 
     # ---------- helpers ----------
     def nummers(self, bron: str, behalve: str | None = None) -> set[str]:
