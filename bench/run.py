@@ -742,7 +742,20 @@ def machine() -> dict:
     except Exception:  # noqa: BLE001
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_mib": mem, "os": platform.platform(),
-            "python": platform.python_version(), "postgresql": pg}
+            "python": platform.python_version(), "postgresql": pg, "python_loop_ms": python_lus_ms()}
+
+
+def python_lus_ms(herhalingen: int = 5) -> float:
+    """Speed of one core for Python: milliseconds for a fixed loop (median of 5). Machines of one class differ
+    from day to day; results of two runs compare only when this figure is close, otherwise compare ratios."""
+    tijden = []
+    for _ in range(herhalingen):
+        t0 = time.perf_counter()
+        totaal = 0
+        for i in range(2_000_000):
+            totaal += i
+        tijden.append((time.perf_counter() - t0) * 1000)
+    return round(mediaan(tijden), 1)
 
 
 def git_info() -> dict:
@@ -998,7 +1011,8 @@ def main(argv=None) -> int:
     print()
     print(f"Klanten API benchmark: {args.size:,} klanten, PostgreSQL {resultaat['machine']['postgresql']}, "
           f"{WORKERS} workers, concurrency {args.concurrency}, {args.runs} × {args.duration:g} s per scenario "
-          f"(medians), {resultaat['machine']['cores']} cores")
+          f"(medians), {resultaat['machine']['cores']} cores; Python speed: "
+          f"{resultaat['machine']['python_loop_ms']} ms per 2M-iteration loop (lower is faster)")
     print()
     print(resultaat["table_markdown"])
     print()

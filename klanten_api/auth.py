@@ -6,6 +6,7 @@ so a caller cannot find out which client ids exist.
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ BAD_CLAIMS = ("jwt-decode-error", "Het JWT bevat ongeldige claims.")
 WRONG_ALG = ("jwt-decode-error", "Het JWT moet met HS256 ondertekend zijn.")
 NO_CONFIG = ("permission_denied", "Deze server heeft geen applicaties geconfigureerd (KLANTEN_AUTH_CONFIG).")
 LEEWAY_SECONDS = 30
+GELDIGE_TOKENS_MAX = 4096        # verified tokens remembered per process (see Authorisatie.verify)
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,11 @@ class Authorisatie:
     def __init__(self, applicaties: Applicaties, autorisaties_api=None):
         self.applicaties = applicaties
         self.autorisaties_api = autorisaties_api
+        # Clients send the same token with many requests. A token whose signature and claims were verified
+        # once is remembered by its exact text (signature included, so no other token can match it); on a
+        # later request only the time claims are checked again, and the scopes as always. Refused tokens are
+        # never remembered.
+        self._geldig: dict[str, tuple[Applicatie, str, object, object, dict]] = {}
 
     def verify(self, authorization: str | None, required_scopes: list[str] | None) -> dict:
         if not self.applicaties.configured:
@@ -138,6 +145,27 @@ class Authorisatie:
         if not authorization or not authorization.startswith("Bearer "):
             raise GeenToestemming()
         token = authorization[len("Bearer "):].strip()
+        bekend = self._geldig.get(token)
+        if bekend is not None:
+            app, client_id, exp, nbf, info = bekend
+            nu = time.time()
+            if exp is not None and exp <= nu - LEEWAY_SECONDS:
+                self._geldig.pop(token, None)
+                raise GeenToestemming(*EXPIRED)
+            if nbf is not None and nbf > nu + LEEWAY_SECONDS:
+                raise GeenToestemming(*IMMATURE)
+        else:
+            app, client_id, info, claims = self._verifieer(token)
+            if len(self._geldig) >= GELDIGE_TOKENS_MAX:
+                self._geldig.clear()
+            self._geldig[token] = (app, client_id, claims.get("exp"), claims.get("nbf"), info)
+        _log_fact("client_id", client_id)
+        if not self._staat_toe(app, client_id, set(required_scopes or [])):
+            raise GeenToestemming()
+        return dict(info)
+
+    def _verifieer(self, token: str) -> tuple[Applicatie, str, dict, dict]:
+        """Signature and claims of a token not seen before: (application, client id, token info, claims)."""
         try:
             header = jwt.get_unverified_header(token)
             claims = jwt.decode(token, options={"verify_signature": False})
@@ -163,19 +191,17 @@ class Authorisatie:
             raise GeenToestemming(*IMMATURE) from None
         except (jwt.PyJWTError, ValueError, TypeError):
             raise GeenToestemming(*BAD_CLAIMS) from None
-        _log_fact("client_id", client_id)
         iat = claims.get("iat")
         if iat is not None and (isinstance(iat, bool) or not isinstance(iat, (int, float))):
+            _log_fact("client_id", client_id)
             raise GeenToestemming(*BAD_CLAIMS)     # a future iat is fine (as the reference); a non-number is not
-        required = set(required_scopes or [])
-        if not self._staat_toe(app, client_id, required):
-            raise GeenToestemming()
-        return {
+        info = {
             "client_id": client_id,
             "applicatie_label": app.label,
             "user_id": _claim_text(claims.get("user_id")),
             "user_representation": _claim_text(claims.get("user_representation")),
         }
+        return app, client_id, info, claims
 
     def _staat_toe(self, app: Applicatie, client_id: str, required: set[str]) -> bool:
         if app.heeft_alle_autorisaties or app.scopes is not None or self.autorisaties_api is None:
@@ -202,7 +228,6 @@ def _claim_text(value, max_length: int = 255) -> str:
 def make_token(app: Applicatie, client_id: str, user_id: str = "", user_representation: str = "",
                now: int | None = None) -> str:
     """A ZGW token as clients make them: HS256, claims iss/iat/client_id/user_id/user_representation."""
-    import time
     issued = int(time.time()) if now is None else now
     payload = {"iss": client_id, "iat": issued, "client_id": client_id,
                "user_id": user_id, "user_representation": user_representation}

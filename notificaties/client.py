@@ -16,6 +16,9 @@ def zgw_token(client_id: str, secret: str) -> str:
     return jwt.encode(payload, secret, algorithm="HS256", headers={"client_identifier": client_id})
 
 
+TOKEN_HERGEBRUIK_SECONDEN = 60.0   # a token is reused this long (its iat stays recent), then a new one is made
+
+
 class NotificatiesApi:
     def __init__(self, settings: Settings):
         if not settings.notifications_api_url:
@@ -26,11 +29,15 @@ class NotificatiesApi:
         self.timeout = settings.notifications_timeout
         self.session = requests.Session()
         self.session.trust_env = False
+        self._token: tuple[float, str] | None = None
 
     def headers(self) -> dict:
         h = {"Accept": "application/json", "Content-Type": "application/json"}
         if self.client_id and self.secret:
-            h["Authorization"] = f"Bearer {zgw_token(self.client_id, self.secret)}"
+            nu = time.monotonic()
+            if self._token is None or nu - self._token[0] > TOKEN_HERGEBRUIK_SECONDEN:
+                self._token = (nu, zgw_token(self.client_id, self.secret))
+            h["Authorization"] = f"Bearer {self._token[1]}"
         return h
 
     def publiceer(self, bericht: str) -> requests.Response:

@@ -299,3 +299,30 @@ def test_gebruiker_uit_het_token_in_de_audittrail(api):
     enkel = api.get(f"/klanten/{klant_uuid}/audittrail/{regels[0]['uuid']}", auth=False, headers=hdr("auditlezer"))
     assert enkel.status_code == 200
     assert (enkel.json()["gebruikersId"], enkel.json()["gebruikersWeergave"]) == ("u-123", "Jan Jansen")
+
+
+# ---------- a token that was accepted once is remembered: what must still be checked every time ----------
+def test_een_eerder_geaccepteerd_token_verloopt_toch(api):
+    """exp (with the 30 s leeway) is checked on every request, also for a token the server already verified."""
+    bijna_verlopen = token(exp=int(time.time()) - 28)       # within the leeway for about 2 more seconds
+    headers = {"Authorization": f"Bearer {bijna_verlopen}"}
+    assert api.get("/klanten", headers=headers, auth=False).status_code == 200
+    assert api.get("/klanten", headers=headers, auth=False).status_code == 200
+    time.sleep(3.1)
+    assert_403(api.get("/klanten", headers=headers, auth=False), api.base, *VERLOPEN)
+
+
+def test_een_eerder_geaccepteerd_token_krijgt_per_operatie_de_scopecheck(api):
+    lezer = {"Authorization": f"Bearer {token('lezer')}"}
+    assert api.get("/klanten", headers=lezer, auth=False).status_code == 200
+    assert_403(api.post("/klanten", klant_body(), headers=lezer, auth=False), api.base)
+    assert api.get("/klanten", headers=lezer, auth=False).status_code == 200
+
+
+def test_een_token_met_andere_handtekening_wordt_niet_herkend_als_bekend(api):
+    goed = token()
+    assert api.get("/klanten", headers={"Authorization": f"Bearer {goed}"}, auth=False).status_code == 200
+    kop, inhoud, handtekening = goed.split(".")
+    vervalst = f"{kop}.{inhoud}.{handtekening[:-2]}{'AA' if handtekening[-2:] != 'AA' else 'BB'}"
+    assert_403(api.get("/klanten", headers={"Authorization": f"Bearer {vervalst}"}, auth=False), api.base,
+               *CREDENTIALS)
