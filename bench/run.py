@@ -258,12 +258,14 @@ def postmaster_kinderen_cpu() -> float:
     return 0.0
 
 
-def systeem_cpu() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine, from /proc/stat."""
+def systeem_cpu() -> tuple[float, float, float]:
+    """(busy, total, steal) CPU seconds of the whole machine, from /proc/stat. Steal is time the hypervisor
+    gave our virtual cores to someone else: not counted as busy, reported on its own (noise of a shared host)."""
     velden = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = velden[3] + (velden[4] if len(velden) > 4 else 0)
+    steal = velden[7] if len(velden) > 7 else 0
     totaal = sum(velden[:8])
-    return (totaal - idle) / CLK_TCK, totaal / CLK_TCK
+    return (totaal - idle - steal) / CLK_TCK, totaal / CLK_TCK, steal / CLK_TCK
 
 
 class CpuMeter:
@@ -280,7 +282,7 @@ class CpuMeter:
         kind = resource.getrusage(resource.RUSAGE_CHILDREN)
         eigen = resource.getrusage(resource.RUSAGE_SELF)
         return (time.perf_counter(), [cpu_seconden(p) for p in self.pids], {p: cpu_seconden(p) for p in pg},
-                kind.ru_utime + kind.ru_stime, eigen.ru_utime + eigen.ru_stime, systeem_cpu()[0],
+                kind.ru_utime + kind.ru_stime, eigen.ru_utime + eigen.ru_stime, systeem_cpu(),
                 postmaster_kinderen_cpu())
 
     def start(self):
@@ -297,10 +299,12 @@ class CpuMeter:
               + max(0.0, eind[6] - self._begin[6])) / wand
         laadgen = (eind[3] - self._begin[3]) / wand
         wijzelf = (eind[4] - self._begin[4]) / wand
-        bezig = (eind[5] - self._begin[5]) / wand
+        bezig = (eind[5][0] - self._begin[5][0]) / wand
+        steal = (eind[5][2] - self._begin[5][2]) / wand
         return {"server_workers": round(sum(workers), 2), "per_worker": [round(w, 2) for w in workers],
                 "postgresql": round(pg, 2), "load_generator": round(laadgen, 2),
-                "other_processes": round(max(0.0, bezig - sum(workers) - pg - laadgen - wijzelf), 2)}
+                "other_processes": round(max(0.0, bezig - sum(workers) - pg - laadgen - wijzelf), 2),
+                "steal": round(steal, 2)}
 
 
 _RUST = {"opgegeven": False}
@@ -403,6 +407,22 @@ class Server:
                 except OSError:
                     pass
         self.logfile.close()
+
+
+def logboek_samenvatting(pad: Path) -> dict:
+    """Warnings and errors the server logged during the benchmark, counted per event (a healthy run has none;
+    a relay error or a retried notification would explain a backlog in the outbox)."""
+    tellingen: dict[str, int] = {}
+    for regel in pad.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            r = json.loads(regel)
+        except ValueError:
+            continue
+        if isinstance(r, dict) and (r.get("level") in ("WARNING", "ERROR", "CRITICAL")
+                                    or r.get("event") == "notification_retry"):
+            sleutel = f"{r.get('level')}:{r.get('event', '?')}"
+            tellingen[sleutel] = tellingen.get(sleutel, 0) + 1
+    return tellingen
 
 
 class RssMonitor(threading.Thread):
@@ -995,6 +1015,7 @@ def main(argv=None) -> int:
                     resultaat["profiles"] = profileer(tmp, data_file, server, args.concurrency, args.duration)
             finally:
                 server.stop()
+                resultaat["server_log"] = logboek_samenvatting(server.logpad)
             time.sleep(0.5)
             resultaat["notifications"] = {"outbox": outbox(DB_NAAM), "received_by_sink": dict(sink.ontvangen)}
         finally:
@@ -1016,14 +1037,16 @@ def main(argv=None) -> int:
     print()
     print(resultaat["table_markdown"])
     print()
+    print(f"Server warnings and errors during the benchmark: {resultaat.get('server_log') or 'none'}")
     print("CPU in cores during the runs (medians; the machine has "
-          f"{resultaat['machine']['cores']}): server workers / PostgreSQL / load generator / other processes")
+          f"{resultaat['machine']['cores']}): server workers / PostgreSQL / load generator / other processes / "
+          "steal (taken by the hypervisor)")
     for key, sc in resultaat.get("scenarios", {}).items():
         c = sc["median"].get("cpu_cores", {})
         relay = sc.get("notification_relay")
         pga = sc.get("postgresql_activity", {})
         print(f"  {key:7s} {c.get('server_workers')} / {c.get('postgresql')} / {c.get('load_generator')} / "
-              f"{c.get('other_processes')}   backends {pga.get('mean_backends')} waits {pga.get('top_waits')}"
+              f"{c.get('other_processes')} / {c.get('steal')}   backends {pga.get('mean_backends')} waits {pga.get('top_waits')}"
               + (f"   outbox after the runs: {relay['pending_after_load']} pending, drained in {relay['drained_in_s']} s"
                  if relay else ""))
     print()

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import time
 
+import certifi
 import jwt
 import requests
+import urllib3
 
 from klanten_api.settings import Settings
 
@@ -19,6 +21,14 @@ def zgw_token(client_id: str, secret: str) -> str:
 TOKEN_HERGEBRUIK_SECONDEN = 60.0   # a token is reused this long (its iat stays recent), then a new one is made
 
 
+class NietBereikbaar(Exception):
+    """The Notificaties API gave no answer: `reden` is "time-out" or "verbinding mislukt"."""
+
+    def __init__(self, reden: str):
+        super().__init__(reden)
+        self.reden = reden
+
+
 class NotificatiesApi:
     def __init__(self, settings: Settings):
         if not settings.notifications_api_url:
@@ -29,6 +39,11 @@ class NotificatiesApi:
         self.timeout = settings.notifications_timeout
         self.session = requests.Session()
         self.session.trust_env = False
+        # The relay's one call per notification goes through urllib3 (the transport under requests) directly:
+        # about half the CPU per call of requests' session machinery, with the same CA bundle (certifi), no
+        # proxies from the environment (as trust_env=False) and no redirects (a POST is never turned into a GET).
+        self._pool = urllib3.PoolManager(num_pools=4, maxsize=2, cert_reqs="CERT_REQUIRED", ca_certs=certifi.where())
+        self._timeout = urllib3.Timeout(connect=self.timeout, read=self.timeout)
         self._token: tuple[float, str] | None = None
 
     def headers(self) -> dict:
@@ -40,10 +55,19 @@ class NotificatiesApi:
             h["Authorization"] = f"Bearer {self._token[1]}"
         return h
 
-    def publiceer(self, bericht: str) -> requests.Response:
-        """POST one message, its body exactly as stored in the outbox."""
-        return self.session.post(f"{self.root}notificaties", data=bericht.encode("utf-8"), headers=self.headers(),
-                                 timeout=(self.timeout, self.timeout))
+    def publiceer(self, bericht: str) -> int:
+        """POST one message, its body exactly as stored in the outbox; the HTTP status of the answer."""
+        try:
+            resp = self._pool.request("POST", f"{self.root}notificaties", body=bericht.encode("utf-8"),
+                                      headers=self.headers(), timeout=self._timeout, retries=False, redirect=False)
+        except urllib3.exceptions.MaxRetryError as exc:
+            raise NietBereikbaar("time-out" if isinstance(exc.reason, urllib3.exceptions.TimeoutError)
+                                 else "verbinding mislukt") from None
+        except urllib3.exceptions.TimeoutError:
+            raise NietBereikbaar("time-out") from None
+        except (urllib3.exceptions.HTTPError, OSError):
+            raise NietBereikbaar("verbinding mislukt") from None
+        return resp.status
 
     def kanalen(self, naam: str) -> list:
         resp = self.session.get(f"{self.root}kanaal", params={"naam": naam}, headers=self.headers(),

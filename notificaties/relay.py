@@ -17,14 +17,14 @@ import datetime as dt
 import logging
 import random
 import threading
+from contextlib import contextmanager
 
-import requests
 import sqlalchemy as sa
 
 from klanten_api.settings import Settings
 from storage.notificaties import MISLUKT, VERZONDEN, WACHTEND
 from storage.tables import notificatie
-from .client import NotificatiesApi
+from .client import NietBereikbaar, NotificatiesApi
 
 log = logging.getLogger("klanten_api.notificaties")
 MAX_BACKOFF_SECONDS = 300.0
@@ -45,50 +45,75 @@ class Relay:
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._claims: dict[tuple[str, int], sa.Update] = {}
 
     # ---- claiming ----
     @staticmethod
-    def _klok(conn) -> dt.datetime:
-        """The database's clock on PostgreSQL (machines' clocks differ; leases must not), else ours."""
+    def _klok(conn):
+        """Now, as the statements compare it: the database's clock on PostgreSQL (machines' clocks differ;
+        leases must not), evaluated inside the statement itself; ours on SQLite."""
+        return sa.func.now() if conn.dialect.name == "postgresql" else _nu()
+
+    def claim_statement(self, conn) -> sa.Update:
+        """Lease the oldest pending messages that are due, at most one per klant (the oldest of that klant),
+        in one statement that returns them. Both conditions on status = pending match the partial indexes of
+        migration 0003: claiming reads pending messages only, however many sent ones the outbox keeps.
+        Built once per dialect (building it costs more CPU than running it); `nu`/`tot` are parameters on
+        SQLite, the database's clock on PostgreSQL."""
+        sleutel = (conn.dialect.name, self.batch)
+        if sleutel not in self._claims:
+            kandidaat, ouder = notificatie.alias("kandidaat"), notificatie.alias("ouder")
+            eerder_wachtend = sa.exists().where(ouder.c.klant_uuid == kandidaat.c.klant_uuid,
+                                                ouder.c.status == WACHTEND, ouder.c.id < kandidaat.c.id)
+            postgres = conn.dialect.name == "postgresql"
+            nu = sa.func.now() if postgres else sa.bindparam("nu", type_=notificatie.c.volgende_poging.type)
+            tot = nu + self.lease if postgres else sa.bindparam("tot", type_=notificatie.c.volgende_poging.type)
+            kandidaten = (sa.select(kandidaat.c.id)
+                          .where(kandidaat.c.status == WACHTEND, ~eerder_wachtend, kandidaat.c.volgende_poging <= nu)
+                          .order_by(kandidaat.c.id).limit(self.batch))
+            if postgres:
+                kandidaten = kandidaten.with_for_update(skip_locked=True, of=kandidaat)
+            self._claims[sleutel] = (
+                sa.update(notificatie).where(notificatie.c.id.in_(kandidaten.scalar_subquery()))
+                .values(volgende_poging=tot, pogingen=notificatie.c.pogingen + 1)
+                .returning(notificatie.c.id, notificatie.c.bericht, notificatie.c.pogingen))
+        return self._claims[sleutel]
+
+    def claim_parameters(self, conn) -> dict:
         if conn.dialect.name == "postgresql":
-            return conn.execute(sa.select(sa.func.now())).scalar_one()
-        return _nu()
+            return {}
+        nu = _nu()
+        return {"nu": nu, "tot": nu + self.lease}
+
+    @contextmanager
+    def _atomair(self):
+        """A connection for one statement that must be atomic by itself: on PostgreSQL without BEGIN/COMMIT
+        (a single statement is its own transaction: one round trip instead of three); SQLite takes its write
+        lock up front."""
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                yield conn.execution_options(isolation_level="AUTOCOMMIT")
+                return
+            conn.info["schrijven"] = True
+            with conn.begin():
+                yield conn
 
     def _claim(self) -> list[tuple[int, str, int]]:
-        ouder = notificatie.alias("ouder")
-        eerder_wachtend = sa.exists().where(ouder.c.klant_uuid == notificatie.c.klant_uuid,
-                                            ouder.c.status == WACHTEND, ouder.c.id < notificatie.c.id)
-        q = (sa.select(notificatie.c.id, notificatie.c.bericht, notificatie.c.pogingen)
-             .where(notificatie.c.status == WACHTEND, ~eerder_wachtend)
-             .order_by(notificatie.c.id).limit(self.batch))
-        with self.engine.connect() as conn:
-            conn.info["schrijven"] = True
-            with conn.begin():
-                nu = self._klok(conn)
-                q = q.where(notificatie.c.volgende_poging <= nu)
-                if conn.dialect.name == "postgresql":
-                    q = q.with_for_update(skip_locked=True, of=notificatie)
-                rows = conn.execute(q).all()
-                if rows:
-                    conn.execute(sa.update(notificatie).where(notificatie.c.id.in_([r.id for r in rows]))
-                                 .values(volgende_poging=nu + self.lease, pogingen=notificatie.c.pogingen + 1))
-        return [(r.id, r.bericht, r.pogingen + 1) for r in rows]
+        with self._atomair() as conn:
+            rows = conn.execute(self.claim_statement(conn), self.claim_parameters(conn)).all()
+        return sorted((r.id, r.bericht, r.pogingen) for r in rows)
 
     def _markeer(self, id: int, wacht: float | None = None, **values) -> None:
-        with self.engine.connect() as conn:
-            conn.info["schrijven"] = True
-            with conn.begin():
-                if wacht is not None:
-                    values["volgende_poging"] = self._klok(conn) + dt.timedelta(seconds=wacht)
-                conn.execute(sa.update(notificatie).where(notificatie.c.id == id, notificatie.c.status == WACHTEND)
-                             .values(**values))
+        with self._atomair() as conn:
+            if wacht is not None:
+                values["volgende_poging"] = self._klok(conn) + dt.timedelta(seconds=wacht)
+            conn.execute(sa.update(notificatie).where(notificatie.c.id == id, notificatie.c.status == WACHTEND)
+                         .values(**values))
 
     def _markeer_verzonden(self, ids: list[int]) -> None:
-        with self.engine.connect() as conn:
-            conn.info["schrijven"] = True
-            with conn.begin():
-                conn.execute(sa.update(notificatie).where(notificatie.c.id.in_(ids), notificatie.c.status == WACHTEND)
-                             .values(status=VERZONDEN, verzonden=self._klok(conn), laatste_fout=""))
+        with self._atomair() as conn:
+            conn.execute(sa.update(notificatie).where(notificatie.c.id.in_(ids), notificatie.c.status == WACHTEND)
+                         .values(status=VERZONDEN, verzonden=self._klok(conn), laatste_fout=""))
 
     def backoff(self, pogingen: int) -> float:
         """Exponential backoff with full jitter: uniform in [base, base * 2^(n-1)], capped."""
@@ -108,12 +133,10 @@ class Relay:
     def _verzend(self, id: int, bericht: str, pogingen: int) -> bool:
         """Send one message; True when delivered (marked by the caller), failures are recorded here."""
         try:
-            resp = self.api.publiceer(bericht)
-            status, fout = resp.status_code, f"HTTP {resp.status_code}"
-        except requests.Timeout:
-            status, fout = None, "time-out"
-        except requests.RequestException:
-            status, fout = None, "verbinding mislukt"
+            status = self.api.publiceer(bericht)
+            fout = f"HTTP {status}"
+        except NietBereikbaar as exc:
+            status, fout = None, exc.reden
         if status is not None and 200 <= status < 300:
             log.info("notification delivered", extra={"event": "notification_delivered", "notificatie_id": id})
             return True

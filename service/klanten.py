@@ -236,14 +236,15 @@ class KlantenService:
                 with UnitOfWork(self.engine, schrijven=True) as uow:
                     if gegenereerd:
                         self._regel_subject(g)     # (a generated number raises no uniqueness question)
-                        g["klantnummer"] = uow.klanten.volgend_klantnummer(g["bronorganisatie"])   # kla-001
                     else:
                         if uow.klanten.klantnummer_bestaat(g["bronorganisatie"], g["klantnummer"]):
                             raise self._uniek_fout()
                         self._regel_subject(g)      # after uniqueness, as the reference orders them
                     moment = nu()
                     klant_uuid = uuid_mod.uuid4()
-                    klant_id = uow.klanten.toevoegen(klant_uuid, g, moment)
+                    # kla-001: without a klantnummer from the client, the next free one of its bronorganisatie
+                    klant_id, g["klantnummer"] = uow.klanten.toevoegen(klant_uuid, g, moment,
+                                                                       klantnummer_genereren=gegenereerd)
                     weergave = self.weergave(klant_uuid, g, verzoek)
                     url = weergave["url"]
                     self._audit(uow, klant_id, "create", 201, url, self._resource_weergave(g), None, weergave,

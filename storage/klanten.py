@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid as uuid_mod
+from contextlib import contextmanager
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
@@ -59,9 +60,23 @@ def uit_rij(row) -> dict:
 
 _INSERT = sa.insert(klant).returning(klant.c.id)
 _AANTAL = sa.select(sa.func.coalesce(sa.func.sum(klant_telling.c.aantal), 0))
-_KLANTNUMMER_VOLGENDE = sa.select(sa.func.klantnummer_volgende(sa.bindparam("bron", type_=sa.Text)))
+_KLANTNUMMER_VOLGENDE = sa.func.klantnummer_volgende(sa.bindparam("bron", type_=sa.Text))
+# PostgreSQL, kla-001: the generated klantnummer drawn inside the INSERT itself (one statement, not two)
+_INSERT_GEGENEREERD = (sa.insert(klant).values(klantnummer=sa.cast(_KLANTNUMMER_VOLGENDE, sa.String))
+                       .returning(klant.c.id, klant.c.klantnummer))
 SEQUENCE_LIMIT_EXCEEDED = "2200H"      # PostgreSQL: nextval past MAXVALUE
 _UPDATE = sa.update(klant).where(klant.c.id == sa.bindparam("klant_id"))
+
+
+@contextmanager
+def _uitputting_als_fout(bronorganisatie: str):
+    """PostgreSQL's "nextval: reached maximum value" of a klantnummer sequence as KlantnummersUitgeput."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) == SEQUENCE_LIMIT_EXCEEDED:
+            raise KlantnummersUitgeput(bronorganisatie) from None
+        raise
 
 
 class Klant:
@@ -98,9 +113,21 @@ class KlantenRepository:
             q = q.where(klant.c.id != behalve_id)
         return self.conn.execute(q.limit(1)).first() is not None
 
-    def toevoegen(self, uuid: uuid_mod.UUID, gegevens: dict, nu: dt.datetime) -> int:
-        # values as parameters of one fixed statement: SQLAlchemy compiles it once, not per request
-        return self.conn.execute(_INSERT, {"uuid": uuid, "aangemaakt": nu, **naar_kolommen(gegevens)}).scalar_one()
+    def toevoegen(self, uuid: uuid_mod.UUID, gegevens: dict, nu: dt.datetime, *,
+                  klantnummer_genereren: bool = False) -> tuple[int, str]:
+        """Insert a klant; (id, klantnummer). With klantnummer_genereren the number is drawn as
+        volgend_klantnummer does (kla-001), on PostgreSQL inside the INSERT."""
+        waarden = {"uuid": uuid, "aangemaakt": nu, **naar_kolommen(gegevens)}
+        # values as parameters of fixed statements: SQLAlchemy compiles each once, not per request
+        if not klantnummer_genereren:
+            return self.conn.execute(_INSERT, waarden).scalar_one(), gegevens["klantnummer"]
+        if self.conn.dialect.name != "postgresql":
+            waarden["klantnummer"] = self.volgend_klantnummer(gegevens["bronorganisatie"])
+            return self.conn.execute(_INSERT, waarden).scalar_one(), waarden["klantnummer"]
+        del waarden["klantnummer"]
+        with _uitputting_als_fout(gegevens["bronorganisatie"]):
+            row = self.conn.execute(_INSERT_GEGENEREERD, {**waarden, "bron": gegevens["bronorganisatie"]}).one()
+        return row.id, row.klantnummer
 
     def bijwerken(self, id: int, gegevens: dict) -> None:
         self.conn.execute(_UPDATE, {"klant_id": id, **naar_kolommen(gegevens)})
@@ -135,12 +162,8 @@ class KlantenRepository:
         lock (BEGIN IMMEDIATE), so the read-increment-write cannot interleave with another one.
         """
         if self.conn.dialect.name == "postgresql":
-            try:
-                return str(self.conn.execute(_KLANTNUMMER_VOLGENDE, {"bron": bronorganisatie}).scalar_one())
-            except sa.exc.DBAPIError as exc:
-                if getattr(exc.orig, "sqlstate", None) == SEQUENCE_LIMIT_EXCEEDED:
-                    raise KlantnummersUitgeput(bronorganisatie) from None
-                raise
+            with _uitputting_als_fout(bronorganisatie):
+                return str(self.conn.execute(sa.select(_KLANTNUMMER_VOLGENDE), {"bron": bronorganisatie}).scalar_one())
         self.conn.execute(sqlite.insert(klantnummer_reeks).values(bronorganisatie=bronorganisatie, laatste=0)
                           .on_conflict_do_nothing())
         laatste = self.conn.execute(sa.select(klantnummer_reeks.c.laatste)

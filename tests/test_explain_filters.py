@@ -68,3 +68,37 @@ def test_each_filter_uses_an_index(seeded, naam):
             text = plan(conn, statement)
             assert "Seq Scan on klant" not in text, text
             conn.exec_driver_sql("RESET enable_seqscan")
+
+
+def test_the_unfiltered_count_does_not_read_klant(seeded):
+    """A list without filters takes its count from klant_telling (kept by triggers), not from a scan of klant."""
+    from storage.klanten import KlantenRepository
+    with seeded.connect() as conn:
+        statements = []
+        sa.event.listen(conn, "before_cursor_execute",
+                        lambda c, cur, statement, parameters, *a: statements.append((statement, parameters)))
+        count, rijen = KlantenRepository(conn).zoeken({}, 0, 100)
+        assert count == AANTAL and len(rijen) == 100
+        (tellen, parameters), _pagina = statements
+        assert "klant_telling" in tellen and " klant " not in f"{tellen} "
+        text = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {tellen}", parameters))
+        assert "on klant " not in text and "on klant\n" not in text, text
+
+
+def test_the_relay_claim_reads_pending_messages_only(engine, tmp_path):
+    """However many sent messages the outbox keeps, claiming walks the partial index of pending ones."""
+    from klanten_api.settings import Settings
+    from notificaties.relay import Relay
+    from storage.tables import notificatie
+    nu = dt.datetime.now(dt.timezone.utc)
+    rijen = [{"klant_uuid": uuid.uuid4(), "kanaal": "klanten", "bericht": "{}", "pogingen": 1, "volgende_poging": nu,
+              "laatste_fout": "", "aangemaakt": nu, "status": "sent" if i < 20_000 else "pending"}
+             for i in range(20_050)]
+    with engine.begin() as conn:
+        conn.execute(sa.insert(notificatie), rijen)
+        conn.exec_driver_sql("ANALYZE notificatie")
+    relay = Relay(engine, Settings(database_url="postgresql://", notifications_api_url="http://127.0.0.1:9/"))
+    with engine.connect() as conn:
+        text = plan(conn, relay.claim_statement(conn))
+        assert "ix_notificatie_wachtend on notificatie kandidaat" in text and "Seq Scan" not in text, text
+        assert len(conn.execute(relay.claim_statement(conn), relay.claim_parameters(conn)).all()) == relay.batch

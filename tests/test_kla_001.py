@@ -172,6 +172,26 @@ def test_gegenereerde_nummers_slaan_gekozen_nummers_over(api, engine):
     assert len(alle) == len(set(alle)) == 9
 
 
+def test_de_nummers_van_een_bronorganisatie_raken_op(api, engine):
+    """klantnummer holds at most 8 characters: after 99999999 a bronorganisatie has no generated number left,
+    and a create without klantnummer says so (klantnummer required) instead of failing or reusing one."""
+    from storage.klanten import KlantenRepository
+    vol = geldig_rsin(8642)             # a bronorganisatie of this test alone: its numbers stay used up
+    with engine.begin() as conn:
+        KlantenRepository(conn).zet_laatste_klantnummer(vol, 99_999_998)
+    resp = api.post("/klanten", zonder_nummer(bronorganisatie=vol))
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["klantnummer"] == "99999999"
+    resp = api.post("/klanten", zonder_nummer(bronorganisatie=vol))
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["invalidParams"] == [{"name": "klantnummer", "code": "required",
+                                             "reason": "Dit veld is vereist."}]
+    # other bronorganisaties and client-chosen numbers are not affected
+    assert api.post("/klanten", zonder_nummer()).status_code == 201
+    assert api.post("/klanten", klant_body(bronorganisatie=vol, klantnummer="eigen-1")).status_code == 201
+    assert len(rijen(engine)) == 3
+
+
 # ---------- races through the HTTP server ----------
 def _gelijktijdig(base: str, n: int, verzoek) -> list:
     """Run verzoek(api, i) in n threads that start at the same moment; each thread has its own session."""
