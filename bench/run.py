@@ -741,6 +741,32 @@ def tabel(resultaat: dict) -> str:
     return "\n".join(regels)
 
 
+READ_SCENARIOS = ("detail", "bsn", "page")
+MAX_LATENCY_RATIO = 1.5      # issue: at 1M klanten every read scenario within 1.5x of its 100k latency
+
+
+def vergelijk_met_100k(resultaat: dict, resultaten_map: Path) -> dict | None:
+    """For a run of another size: each read scenario's p50 latency next to that of the newest 100,000-klanten
+    results file (bench/results/<date>.json), as a ratio. Both runs should come from the same machine on the
+    same day (compare their python_loop_ms)."""
+    kandidaten = sorted(p for p in resultaten_map.glob("????-??-??.json"))
+    if resultaat.get("size") == 100_000 or not kandidaten:
+        return None
+    basis = json.loads(kandidaten[-1].read_text())
+    uit = {"baseline_file": kandidaten[-1].name, "baseline_python_loop_ms": basis.get("machine", {}).get("python_loop_ms"),
+           "scenarios": {}}
+    for key in READ_SCENARIOS:
+        a, b = basis.get("scenarios", {}).get(key), resultaat.get("scenarios", {}).get(key)
+        if not (a and b):
+            continue
+        ratio = b["median"]["p50_ms"] / a["median"]["p50_ms"]
+        uit["scenarios"][key] = {"p50_ms_100k": round(a["median"]["p50_ms"], 1),
+                                 "p50_ms": round(b["median"]["p50_ms"], 1), "ratio": round(ratio, 2),
+                                 "rps_100k": a["median"]["rps"], "rps": b["median"]["rps"],
+                                 "within_1_5x": ratio <= MAX_LATENCY_RATIO}
+    return uit
+
+
 def machine() -> dict:
     cpu = ""
     try:
@@ -1024,6 +1050,7 @@ def main(argv=None) -> int:
     # ---- 9: report ----
     resultaat["finished"] = dt.datetime.now().isoformat(timespec="seconds")
     resultaat["table_markdown"] = tabel(resultaat)
+    resultaat["compared_to_100k"] = vergelijk_met_100k(resultaat, BENCH / "results")
     uit = Path(args.output) if args.output else BENCH / "results" / (
         f"{resultaat['date']}.json" if args.size == 100_000 else f"{resultaat['date']}-{args.size}.json")
     uit.parent.mkdir(parents=True, exist_ok=True)
@@ -1038,6 +1065,13 @@ def main(argv=None) -> int:
     print(resultaat["table_markdown"])
     print()
     print(f"Server warnings and errors during the benchmark: {resultaat.get('server_log') or 'none'}")
+    vergelijking = resultaat.get("compared_to_100k")
+    if vergelijking and vergelijking["scenarios"]:
+        print(f"Read latency against 100,000 klanten ({vergelijking['baseline_file']}, Python speed then "
+              f"{vergelijking['baseline_python_loop_ms']} ms): " + "; ".join(
+                  f"{k} p50 {v['p50_ms_100k']} -> {v['p50_ms']} ms = {v['ratio']}x "
+                  f"{'✅' if v['within_1_5x'] else '❌'} (≤ {MAX_LATENCY_RATIO}x)"
+                  for k, v in vergelijking["scenarios"].items()))
     print("CPU in cores during the runs (medians; the machine has "
           f"{resultaat['machine']['cores']}): server workers / PostgreSQL / load generator / other processes / "
           "steal (taken by the hypervisor)")

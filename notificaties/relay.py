@@ -63,13 +63,17 @@ class Relay:
         sleutel = (conn.dialect.name, self.batch)
         if sleutel not in self._claims:
             kandidaat, ouder = notificatie.alias("kandidaat"), notificatie.alias("ouder")
+            # 'pending' written into the SQL text, not sent as a parameter: psycopg prepares a statement after a
+            # few executions and PostgreSQL may then plan it generically, and a generic plan cannot use a partial
+            # index whose predicate compares with a parameter (it walked the whole outbox: seconds per claim)
+            wachtend = sa.literal(WACHTEND, literal_execute=True)
             eerder_wachtend = sa.exists().where(ouder.c.klant_uuid == kandidaat.c.klant_uuid,
-                                                ouder.c.status == WACHTEND, ouder.c.id < kandidaat.c.id)
+                                                ouder.c.status == wachtend, ouder.c.id < kandidaat.c.id)
             postgres = conn.dialect.name == "postgresql"
             nu = sa.func.now() if postgres else sa.bindparam("nu", type_=notificatie.c.volgende_poging.type)
             tot = nu + self.lease if postgres else sa.bindparam("tot", type_=notificatie.c.volgende_poging.type)
             kandidaten = (sa.select(kandidaat.c.id)
-                          .where(kandidaat.c.status == WACHTEND, ~eerder_wachtend, kandidaat.c.volgende_poging <= nu)
+                          .where(kandidaat.c.status == wachtend, ~eerder_wachtend, kandidaat.c.volgende_poging <= nu)
                           .order_by(kandidaat.c.id).limit(self.batch))
             if postgres:
                 kandidaten = kandidaten.with_for_update(skip_locked=True, of=kandidaat)

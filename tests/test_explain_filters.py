@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import uuid
 
 import pytest
@@ -101,4 +102,25 @@ def test_the_relay_claim_reads_pending_messages_only(engine, tmp_path):
     with engine.connect() as conn:
         text = plan(conn, relay.claim_statement(conn))
         assert "ix_notificatie_wachtend on notificatie kandidaat" in text and "Seq Scan" not in text, text
+        # as the server runs it: psycopg prepares a statement it has executed a few times, and PostgreSQL may
+        # then use a generic plan (no parameter values known); the partial index must serve that plan too
+        conn.rollback()
+        gezien = []
+        with engine.connect() as apart:              # the statement exactly as the relay sends it (rolled back)
+            sa.event.listen(apart, "before_cursor_execute",
+                            lambda c, cur, st, params, *a: gezien.append((st, params)))
+            apart.execute(relay.claim_statement(apart), relay.claim_parameters(apart))
+            apart.rollback()
+        (sql, params), = gezien
+        namen = re.findall(r"%\((\w+)\)s", sql)
+        for i, naam in enumerate(namen, start=1):
+            sql = sql.replace(f"%({naam})s", f"${i}")
+        conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+        conn.exec_driver_sql(f"PREPARE claim AS {sql}")
+        argumenten = ", ".join(f"'{params[n].total_seconds()} seconds'::interval" if isinstance(params[n], dt.timedelta)
+                               else str(int(params[n])) for n in namen)
+        text = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN EXECUTE claim({argumenten})"))
+        assert "ix_notificatie_wachtend on notificatie kandidaat" in text and "Seq Scan" not in text, text
+        conn.exec_driver_sql("DEALLOCATE claim")
+        conn.exec_driver_sql("RESET plan_cache_mode")
         assert len(conn.execute(relay.claim_statement(conn), relay.claim_parameters(conn)).all()) == relay.batch
