@@ -47,15 +47,22 @@ class Teller:
             with self.lock:
                 self.statements.append(" ".join(statement.split())[:160])
 
+        # a transaction is counted when its end reaches the database; on an AUTOCOMMIT connection (the reads on
+        # PostgreSQL) SQLAlchemy's commit/rollback sends nothing: each statement is its own transaction there
+        def _telt(conn) -> bool:
+            return conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT"
+
         @sa.event.listens_for(engine, "commit")
         def _commit(conn):
-            with self.lock:
-                self.einde_tx += 1
+            if _telt(conn):
+                with self.lock:
+                    self.einde_tx += 1
 
         @sa.event.listens_for(engine, "rollback")
         def _rollback(conn):
-            with self.lock:
-                self.einde_tx += 1
+            if _telt(conn):
+                with self.lock:
+                    self.einde_tx += 1
 
         @sa.event.listens_for(engine.pool, "checkout")
         def _checkout(dbapi_conn, record, proxy):
