@@ -169,9 +169,9 @@ def _spec_routes(app, spec: dict, settings: Settings) -> None:
 
     def fout(klasse):
         return flask.Response(_PAGE.format(titel=f"Fout: {klasse}", inhoud=(
-            f"<p>Het <code>type</code> van een foutbericht (application/problem+json) van de Klanten API. "
-            f"<code>code</code>, <code>title</code> en <code>detail</code> in het bericht beschrijven de fout; "
-            f"bij een validatiefout staat per veld in <code>invalidParams</code> wat er mis is.</p>")),
+            "<p>Het <code>type</code> van een foutbericht (application/problem+json) van de Klanten API. "
+            "<code>code</code>, <code>title</code> en <code>detail</code> in het bericht beschrijven de fout; "
+            "bij een validatiefout staat per veld in <code>invalidParams</code> wat er mis is.</p>")),
             mimetype="text/html")
 
     def kanalen():

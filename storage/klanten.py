@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid as uuid_mod
-from contextlib import contextmanager
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
@@ -82,17 +81,6 @@ _NUMMER_BESTAAT = sa.select(klant.c.id).where(
     klant.c.id != sa.bindparam("behalve")).limit(1)       # behalve -1: no klant excepted (ids start at 1)
 
 
-@contextmanager
-def _uitputting_als_fout(bronorganisatie: str):
-    """PostgreSQL's "nextval: reached maximum value" of a klantnummer sequence as KlantnummersUitgeput."""
-    try:
-        yield
-    except sa.exc.DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) == SEQUENCE_LIMIT_EXCEEDED:
-            raise KlantnummersUitgeput(bronorganisatie) from None
-        raise
-
-
 class Klant:
     """A stored klant: its identity plus the API-shaped data."""
 
@@ -124,18 +112,26 @@ class KlantenRepository:
 
     def toevoegen(self, uuid: uuid_mod.UUID, gegevens: dict, nu: dt.datetime, *,
                   klantnummer_genereren: bool = False) -> tuple[int, str]:
-        """Insert a klant; (id, klantnummer). With klantnummer_genereren the number is drawn as
-        volgend_klantnummer does (kla-001), on PostgreSQL inside the INSERT."""
+        """Insert a klant; (id, klantnummer). With klantnummer_genereren (kla-001) the next free number of its
+        bronorganisatie: on PostgreSQL from a sequence per bronorganisatie inside the INSERT (SQL function
+        klantnummer_volgende, migration 0002; no lock, so concurrent creates neither wait for each other nor
+        draw the same number), on SQLite from its counter row. Numbers a client chose itself are skipped; a
+        client inserting the same number concurrently still loses to the unique constraint (the caller
+        retries). Numbers are unique, not gapless: a create that fails after drawing leaves its number unused."""
         waarden = {"uuid": uuid, "aangemaakt": nu, **naar_kolommen(gegevens)}
         # values as parameters of fixed statements: SQLAlchemy compiles each once, not per request
         if not klantnummer_genereren:
             return self.conn.execute(_INSERT, waarden).scalar_one(), gegevens["klantnummer"]
         if self.conn.dialect.name != "postgresql":
-            waarden["klantnummer"] = self.volgend_klantnummer(gegevens["bronorganisatie"])
+            waarden["klantnummer"] = self._volgend_klantnummer_sqlite(gegevens["bronorganisatie"])
             return self.conn.execute(_INSERT, waarden).scalar_one(), waarden["klantnummer"]
         del waarden["klantnummer"]
-        with _uitputting_als_fout(gegevens["bronorganisatie"]):
+        try:
             row = self.conn.execute(_INSERT_GEGENEREERD, {**waarden, "bron": gegevens["bronorganisatie"]}).one()
+        except sa.exc.DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) == SEQUENCE_LIMIT_EXCEEDED:
+                raise KlantnummersUitgeput(gegevens["bronorganisatie"]) from None
+            raise
         return row.id, row.klantnummer
 
     def bijwerken(self, id: int, gegevens: dict) -> None:
@@ -159,20 +155,12 @@ class KlantenRepository:
         rows = self.conn.execute(_SELECT.where(*where).order_by(klant.c.id).offset(offset).limit(limit))
         return count, [_klant(r) for r in rows]
 
-    def volgend_klantnummer(self, bronorganisatie: str) -> str:
-        """kla-001: the next free generated klantnummer of a bronorganisatie, drawn inside the caller's
-        transaction. Numbers a client chose itself are skipped; a client that inserts the same number
-        concurrently still loses to the unique constraint, and the caller retries then.
-
-        PostgreSQL: a sequence per bronorganisatie (SQL function klantnummer_volgende, migration 0002). It takes
-        no lock, so concurrent creates in any number of processes neither wait for each other nor draw the same
-        number; a number whose create then fails is simply not used (unique, not gapless).
-        SQLite: a counter row in klantnummer_reeks; a writing transaction already holds the database's write
-        lock (BEGIN IMMEDIATE), so the read-increment-write cannot interleave with another one.
+    def _volgend_klantnummer_sqlite(self, bronorganisatie: str) -> str:
+        """kla-001 on SQLite: the next free generated klantnummer of a bronorganisatie from its counter row in
+        klantnummer_reeks, inside the caller's transaction. A writing transaction already holds the database's
+        write lock (BEGIN IMMEDIATE), so the read-increment-write cannot interleave with another one. Numbers a
+        client chose itself are skipped. (PostgreSQL draws from a sequence inside the INSERT: toevoegen.)
         """
-        if self.conn.dialect.name == "postgresql":
-            with _uitputting_als_fout(bronorganisatie):
-                return str(self.conn.execute(sa.select(_KLANTNUMMER_VOLGENDE), {"bron": bronorganisatie}).scalar_one())
         self.conn.execute(sqlite.insert(klantnummer_reeks).values(bronorganisatie=bronorganisatie, laatste=0)
                           .on_conflict_do_nothing())
         laatste = self.conn.execute(sa.select(klantnummer_reeks.c.laatste)

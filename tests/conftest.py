@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -51,6 +52,25 @@ def _admin_url(url: str) -> str:
     return url.rsplit("/", 1)[0] + "/postgres"
 
 
+@contextmanager
+def eigen_postgres_database(voorvoegsel: str):
+    """A new, empty database on the PostgreSQL server of KLANTEN_TEST_DATABASE_URL: yields (its URL, an
+    AUTOCOMMIT engine on the server); afterwards its connections are cut and it is dropped."""
+    base = normaliseer_url(os.environ["KLANTEN_TEST_DATABASE_URL"])
+    naam = f"{voorvoegsel}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{naam}"')
+    try:
+        yield base.rsplit("/", 1)[0] + f"/{naam}", admin
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{naam}' "
+                                 "AND pid <> pg_backend_pid()")
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{naam}"')
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory):
     url = os.environ.get("KLANTEN_TEST_DATABASE_URL", "").strip()
@@ -60,19 +80,9 @@ def database_url(tmp_path_factory):
         yield url
         return
     # PostgreSQL: a database of our own on that server, dropped afterwards
-    base = normaliseer_url(url)
-    name = f"klanten_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    test_url = base.rsplit("/", 1)[0] + f"/{name}"
-    upgrade(test_url)
-    yield test_url
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' "
-                             "AND pid <> pg_backend_pid()")
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-    admin.dispose()
+    with eigen_postgres_database("klanten_test") as (test_url, _admin):
+        upgrade(test_url)
+        yield test_url
 
 
 @pytest.fixture(scope="session")
@@ -256,4 +266,11 @@ def klant_body(subject: str | None = None, **overrides) -> dict:
     else:
         body["subjectIdentificatie"] = {"geslachtsnaam": "Testpersoon"}
     body.update(overrides)
+    return body
+
+
+def zonder_nummer(**overrides) -> dict:
+    """klant_body without klantnummer: kla-001 generates one."""
+    body = klant_body(**overrides)
+    del body["klantnummer"]
     return body

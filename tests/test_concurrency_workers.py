@@ -24,7 +24,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from conftest import geldig_rsin, klant_body, token
+from conftest import geldig_rsin, klant_body, token, zonder_nummer
 from storage.tables import audittrail, klant, notificatie
 
 pytestmark = pytest.mark.skipif(
@@ -227,11 +227,6 @@ def is_uniek_fout(status: int, body) -> bool:
     return (status == 400 and isinstance(body, dict) and len(body.get("invalidParams") or []) == 1
             and {k: body["invalidParams"][0].get(k) for k in UNIEK} == UNIEK)
 
-
-def zonder_nummer(**overrides) -> dict:
-    body = klant_body(**overrides)
-    del body["klantnummer"]
-    return body
 
 
 def klant_uuid(body: dict) -> uuid_mod.UUID:

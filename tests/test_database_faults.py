@@ -14,7 +14,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -22,8 +21,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from conftest import LEAKS, Api, klant_body
-from storage.database import make_engine, normaliseer_url
+from conftest import LEAKS, Api, eigen_postgres_database, klant_body
+from storage.database import make_engine
 from storage.migrate import upgrade
 
 pytestmark = pytest.mark.skipif(
@@ -58,20 +57,13 @@ class EigenDatabase:
 
 @pytest.fixture
 def eigen_database():
-    base = normaliseer_url(os.environ["KLANTEN_TEST_DATABASE_URL"])
-    naam = f"klanten_fault_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    db = EigenDatabase(naam, base.rsplit("/", 1)[0] + f"/{naam}", admin)
-    db.sql(f'CREATE DATABASE "{naam}"')
-    try:
-        upgrade(db.url)
-        yield db
-    finally:
-        db.terug()
-        db.sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{naam}' "
-               "AND pid <> pg_backend_pid()")
-        db.sql(f'DROP DATABASE IF EXISTS "{naam}"')
-        admin.dispose()
+    with eigen_postgres_database("klanten_fault") as (url, admin):
+        db = EigenDatabase(url.rsplit("/", 1)[1], url, admin)
+        try:
+            upgrade(db.url)
+            yield db
+        finally:
+            db.terug()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
-from conftest import BRONORGANISATIE, Api, geldig_rsin, klant_body
+from conftest import BRONORGANISATIE, Api, geldig_rsin, klant_body, zonder_nummer
 from storage.tables import audittrail, klant
 
 UNIEK = [{"name": "nonFieldErrors", "code": "unique",
@@ -36,11 +36,6 @@ def maak(api: Api, **overrides) -> dict:
     assert resp.status_code == 201, resp.text
     return resp.json()
 
-
-def zonder_nummer(**overrides) -> dict:
-    body = klant_body(**overrides)
-    del body["klantnummer"]
-    return body
 
 
 def rijen(engine, **where) -> list[tuple[str, str]]:

@@ -14,8 +14,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from conftest import BRONORGANISATIE, Api, geldig_rsin, klant_body
-from storage.database import make_engine, normaliseer_url
+from conftest import BRONORGANISATIE, Api, eigen_postgres_database, geldig_rsin, klant_body, zonder_nummer
+from storage.database import make_engine
 from storage.klanten import KlantenRepository
 from storage.migrate import upgrade
 
@@ -32,11 +32,6 @@ def gemelde_telling(api: Api) -> int:
     assert resp.status_code == 200, resp.text
     return resp.json()["count"]
 
-
-def zonder_nummer(**overrides) -> dict:
-    body = klant_body(**overrides)
-    del body["klantnummer"]
-    return body
 
 
 def test_telling_volgt_aanmaken_weigeren_en_verwijderen(api, engine):
@@ -119,21 +114,9 @@ def database_op_0001(tmp_path):
         upgrade(url, "0001")
         yield url
         return
-    base = normaliseer_url(os.environ["KLANTEN_TEST_DATABASE_URL"])
-    naam = f"klanten_migratie_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{naam}"')
-    url = base.rsplit("/", 1)[0] + f"/{naam}"
-    try:
+    with eigen_postgres_database("klanten_migratie") as (url, _admin):
         upgrade(url, "0001")
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{naam}' "
-                                 "AND pid <> pg_backend_pid()")
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{naam}"')
-        admin.dispose()
 
 
 def test_migratie_telt_bestaande_klanten_en_zet_de_nummering_voort(database_op_0001, server_factory):
