@@ -37,12 +37,10 @@ from urllib.parse import quote, quote_plus, urlsplit
 
 import pytest
 import requests
-import sqlalchemy as sa
 from werkzeug import Response
 
-from conftest import ALLE, BRONORGANISATIE, Api, assert_no_leak, geldig_rsin, token
+from conftest import ALLE, BRONORGANISATIE, Api, assert_no_leak, eigen_postgres_database, geldig_rsin, token
 from klanten_api.logging import JsonFormatter
-from storage.database import normaliseer_url
 from storage.migrate import upgrade
 
 # ---------------------------------------------------------------- canaries
@@ -663,13 +661,8 @@ postgres_only = pytest.mark.skipif(
 def test_geen_persoonsgegevens_in_logs_als_postgresql_wegvalt(server_factory, httpserver):
     httpserver.expect_request(SUBJECT_PAD).respond_with_data("ok", status=200)
     subject = httpserver.url_for(SUBJECT_PAD)
-    base = normaliseer_url(os.environ["KLANTEN_TEST_DATABASE_URL"])
-    naam = f"klanten_privacy_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{naam}"')
-    try:
-        url = base.rsplit("/", 1)[0] + f"/{naam}"
+    with eigen_postgres_database("klanten_privacy") as (url, admin):    # dropped afterwards, even when cut off
+        naam = url.rsplit("/", 1)[1]
         upgrade(url)
         srv = server_factory(database_url=url, db_pool_timeout=2)
         v = Verkeer(Api(srv.url))
@@ -693,13 +686,6 @@ def test_geen_persoonsgegevens_in_logs_als_postgresql_wegvalt(server_factory, ht
             time.sleep(0.2)
         v.controleer_events(vanger)
         assert_geen_lekken(vanger, "PostgreSQL outage")
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'ALTER DATABASE "{naam}" ALLOW_CONNECTIONS true')
-            conn.exec_driver_sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{naam}' "
-                                 "AND pid <> pg_backend_pid()")
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{naam}"')
-        admin.dispose()
 
 
 # ================================================================= production logging: `klanten-api serve`
