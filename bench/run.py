@@ -273,8 +273,9 @@ class CpuMeter:
     processes, and processes that exited during the run such as parallel query workers), the load generator
     (a child of ours), and everything else on the machine (other users' processes: noise)."""
 
-    def __init__(self, pids: list[int], database: str = DB_NAAM):
+    def __init__(self, pids: list[int], database: str = DB_NAAM, relay: list[int] = ()):
         self.pids = pids
+        self.relay = list(relay)        # the relay process that `serve` starts on PostgreSQL
         self.database = database
 
     def _nu(self, pg: set[int]):
@@ -283,7 +284,7 @@ class CpuMeter:
         eigen = resource.getrusage(resource.RUSAGE_SELF)
         return (time.perf_counter(), [cpu_seconden(p) for p in self.pids], {p: cpu_seconden(p) for p in pg},
                 kind.ru_utime + kind.ru_stime, eigen.ru_utime + eigen.ru_stime, systeem_cpu(),
-                postmaster_kinderen_cpu())
+                postmaster_kinderen_cpu(), sum(cpu_seconden(p) for p in self.relay))
 
     def start(self):
         self._pg = postgres_pids(self.database)
@@ -301,9 +302,10 @@ class CpuMeter:
         wijzelf = (eind[4] - self._begin[4]) / wand
         bezig = (eind[5][0] - self._begin[5][0]) / wand
         steal = (eind[5][2] - self._begin[5][2]) / wand
+        relay = max(0.0, eind[7] - self._begin[7]) / wand
         return {"server_workers": round(sum(workers), 2), "per_worker": [round(w, 2) for w in workers],
-                "postgresql": round(pg, 2), "load_generator": round(laadgen, 2),
-                "other_processes": round(max(0.0, bezig - sum(workers) - pg - laadgen - wijzelf), 2),
+                "relay": round(relay, 2), "postgresql": round(pg, 2), "load_generator": round(laadgen, 2),
+                "other_processes": round(max(0.0, bezig - sum(workers) - relay - pg - laadgen - wijzelf), 2),
                 "steal": round(steal, 2)}
 
 
@@ -386,8 +388,13 @@ class Server:
             time.sleep(0.01)
         raise SystemExit(f"bench: server not ready within {timeout} s; see {self.logpad}")
 
+    def relay_pids(self) -> list[int]:
+        """The relay process `serve` runs beside its workers on PostgreSQL (notificaties/proces.py)."""
+        return [p for p in kinderen(self.proc.pid) if " relay " in f"{cmdline(p)} "]
+
     def worker_pids(self) -> list[int]:
-        pids = [p for p in kinderen(self.proc.pid) if "resource_tracker" not in cmdline(p)]
+        pids = [p for p in kinderen(self.proc.pid)
+                if "resource_tracker" not in cmdline(p) and p not in self.relay_pids()]
         spawned = [p for p in pids if "spawn_main" in cmdline(p) or "multiprocessing" in cmdline(p)]
         return sorted(spawned or pids)
 
@@ -999,7 +1006,8 @@ def main(argv=None) -> int:
                     pg_activiteit.neem_venster()
                     for r in range(args.runs):
                         uit = laad(tmp, data_file, server, mix, args.duration, args.concurrency,
-                                   seed=args.seed * 100 + r + 1, cpu=CpuMeter(pids))
+                                   seed=args.seed * 100 + r + 1,
+                                   cpu=CpuMeter(pids, relay=server.relay_pids()))
                         runs.append(uit)
                         log(f"{key:7s} run {r + 1}/{args.runs}: {uit['rps']:8.1f} req/s  p50 {uit['p50_ms']:7.1f} ms  "
                             f"p99 {uit['p99_ms']:7.1f} ms  errors {uit['errors']}  cpu {uit['cpu_cores']}"
@@ -1033,6 +1041,7 @@ def main(argv=None) -> int:
                     "peak_per_worker_mib": {str(k): round(v, 1) for k, v in hwm.items()},
                     "peak_per_scenario_sampled_mib": per_scenario_rss,
                     "supervisor_mib": round((status_kb(server.proc.pid, "VmHWM") or 0) / 1024, 1),
+                    "relay_mib": {str(p): round((status_kb(p, "VmHWM") or 0) / 1024, 1) for p in server.relay_pids()},
                     "method": "VmHWM (kernel peak RSS) of each uvicorn worker process (children of "
                               "`klanten-api serve`), read at the end; per scenario: VmRSS sampled every 50 ms"})
 
@@ -1073,13 +1082,13 @@ def main(argv=None) -> int:
                   f"{'✅' if v['within_1_5x'] else '❌'} (≤ {MAX_LATENCY_RATIO}x)"
                   for k, v in vergelijking["scenarios"].items()))
     print("CPU in cores during the runs (medians; the machine has "
-          f"{resultaat['machine']['cores']}): server workers / PostgreSQL / load generator / other processes / "
+          f"{resultaat['machine']['cores']}): server workers / relay process / PostgreSQL / load generator / other processes / "
           "steal (taken by the hypervisor)")
     for key, sc in resultaat.get("scenarios", {}).items():
         c = sc["median"].get("cpu_cores", {})
         relay = sc.get("notification_relay")
         pga = sc.get("postgresql_activity", {})
-        print(f"  {key:7s} {c.get('server_workers')} / {c.get('postgresql')} / {c.get('load_generator')} / "
+        print(f"  {key:7s} {c.get('server_workers')} / {c.get('relay')} / {c.get('postgresql')} / {c.get('load_generator')} / "
               f"{c.get('other_processes')} / {c.get('steal')}   backends {pga.get('mean_backends')} waits {pga.get('top_waits')}"
               + (f"   outbox after the runs: {relay['pending_after_load']} pending, drained in {relay['drained_in_s']} s"
                  if relay else ""))
@@ -1098,7 +1107,7 @@ def main(argv=None) -> int:
               f"{fmt(r.get('seeded_db', {}).get('first_200_s'), 2)} s")
     if "rss" in resultaat:
         print(f"Peak RSS per worker (MiB): {resultaat['rss'].get('peak_per_worker_mib')}; "
-              f"supervisor {resultaat['rss'].get('supervisor_mib')} MiB")
+              f"supervisor {resultaat['rss'].get('supervisor_mib')} MiB; relay process {resultaat['rss'].get('relay_mib')}")
     print(f"Notifications: outbox {resultaat.get('notifications', {}).get('outbox')}, "
           f"received by the sink {resultaat.get('notifications', {}).get('received_by_sink')}")
     print(f"Results: {uit.relative_to(REPO) if uit.is_relative_to(REPO) else uit}")

@@ -127,6 +127,9 @@ def create_app(settings: Settings | None = None, *, engine=None):
         from notificaties.relay import Relay
         relay = Relay(engine, settings).start()
         service.na_notificatie = relay.wake.set
+    elif settings.notifications_api_url and settings.notifications_relay_wekker:
+        from notificaties.relay import WekSignaal     # `serve`'s relay process delivers
+        service.na_notificatie = WekSignaal(settings.notifications_relay_wekker)
 
     flask_app: flask.Flask = app.app
     flask_app.extensions[EXTENSION] = Diensten(settings=settings, klanten=service)

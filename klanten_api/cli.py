@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .settings import ConfigError, Settings
@@ -18,9 +19,23 @@ def cmd_serve(args, settings: Settings) -> int:
     from .auth import controleer_geheimen, load_applicaties
     controleer_geheimen(settings, load_applicaties(settings.auth_config))   # a bad file stops start-up here
     _migrate(settings)
-    uvicorn.run("klanten_api.app:create_app_from_env", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_config=None, access_log=False, proxy_headers=False,
-                timeout_graceful_shutdown=10)
+    relay = None
+    if settings.notifications_api_url and settings.notifications_relay:
+        # one relay process for all workers (notificaties/proces.py); the workers, which read their settings
+        # from the environment, run none and wake it through its socket after each commit that queued a message
+        from notificaties.proces import RelayProces
+        from .logging import configure_logging
+        configure_logging()
+        relay = RelayProces().start()
+        os.environ["KLANTEN_NOTIFICATIONS_RELAY"] = "false"
+        os.environ["KLANTEN_NOTIFICATIONS_RELAY_WEKKER"] = relay.wekker_adres
+    try:
+        uvicorn.run("klanten_api.app:create_app_from_env", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, log_config=None, access_log=False, proxy_headers=False,
+                    timeout_graceful_shutdown=10)
+    finally:
+        if relay is not None:
+            relay.stop()
     return 0
 
 

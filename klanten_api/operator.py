@@ -1,6 +1,7 @@
 """Operator commands: the notification outbox (list, retry, relay) and kanaal registration."""
 from __future__ import annotations
 
+import argparse
 import sys
 
 import sqlalchemy as sa
@@ -44,12 +45,27 @@ def cmd_retry(args, settings: Settings) -> int:
 
 
 def cmd_relay(args, settings: Settings) -> int:
-    from notificaties.relay import Relay
+    import os
+    import signal
+    import socket
+    import threading
+
+    from notificaties.relay import Relay, SocketWekker
     if not settings.notifications_api_url:
         raise ConfigError("KLANTEN_NOTIFICATIONS_API_URL is not set")
     from .logging import configure_logging
     configure_logging()
-    relay = Relay(_engine(settings), settings)
+    # started by `serve`: woken through the socket it hands over; on its own: polls (KLANTEN_NOTIFICATIONS_POLL)
+    wekker = SocketWekker(socket.socket(fileno=args.wekker_fd)) if args.wekker_fd is not None else None
+    relay = Relay(_engine(settings), settings, wekker=wekker)
+    signal.signal(signal.SIGTERM, lambda *_: relay.stop())
+    if args.ouder:
+        def bewaak_ouder():
+            # end with the `serve` that started us, also when it was killed and could not stop us
+            while os.getppid() == args.ouder and not relay.gestopt():
+                threading.Event().wait(1.0)
+            relay.stop()
+        threading.Thread(target=bewaak_ouder, name="ouder-bewaker", daemon=True).start()
     try:
         relay.run()
     except KeyboardInterrupt:
@@ -99,6 +115,9 @@ def add_commands(sub) -> None:
     retry.add_argument("--all-failed", action="store_true")
     retry.set_defaults(func=cmd_retry)
     relay = sub.add_parser("relay", help="run only the notification relay (the server runs one itself)")
+    # internal, given by `serve`: its pid, and the wake-up socket its workers send to
+    relay.add_argument("--ouder", type=int, default=0, help=argparse.SUPPRESS)
+    relay.add_argument("--wekker-fd", type=int, default=None, help=argparse.SUPPRESS)
     relay.set_defaults(func=cmd_relay)
     reg = sub.add_parser("register-kanaal", help="register kanaal 'klanten' at the Notificaties API")
     reg.add_argument("kanaal", nargs="?")

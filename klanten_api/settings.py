@@ -77,6 +77,8 @@ class Settings:
     notifications_max_attempts: int = 8
     notifications_backoff: float = 1.0
     notifications_relay: bool = True
+    notifications_poll: float = 1.0
+    notifications_relay_wekker: str = ""     # set by `serve` for its workers: host:port of its relay's wake-up socket
     autorisaties_api_url: str | None = None
     autorisaties_client_id: str = ""
     autorisaties_secret: str = ""
@@ -123,6 +125,8 @@ class Settings:
             notifications_max_attempts=_int(env, "KLANTEN_NOTIFICATIONS_MAX_ATTEMPTS", cls.notifications_max_attempts),
             notifications_backoff=_float(env, "KLANTEN_NOTIFICATIONS_BACKOFF", cls.notifications_backoff),
             notifications_relay=_bool(env, "KLANTEN_NOTIFICATIONS_RELAY", cls.notifications_relay),
+            notifications_poll=_float(env, "KLANTEN_NOTIFICATIONS_POLL", cls.notifications_poll),
+            notifications_relay_wekker=env.get("KLANTEN_NOTIFICATIONS_RELAY_WEKKER", ""),
             autorisaties_api_url=ac,
             autorisaties_client_id=env.get("KLANTEN_AUTORISATIES_CLIENT_ID", ""),
             autorisaties_secret=env.get("KLANTEN_AUTORISATIES_SECRET", ""),

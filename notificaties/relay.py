@@ -16,7 +16,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import select
+import socket
 import threading
+import time
 from contextlib import contextmanager
 
 import sqlalchemy as sa
@@ -29,6 +32,7 @@ from .client import NietBereikbaar, NotificatiesApi
 log = logging.getLogger("klanten_api.notificaties")
 MAX_BACKOFF_SECONDS = 300.0
 RETRYABLE_4XX = {408, 425, 429}
+FOUT_PAUZE = 5.0          # seconds at most between tries while the database is away
 
 
 def _nu() -> dt.datetime:
@@ -36,13 +40,15 @@ def _nu() -> dt.datetime:
 
 
 class Relay:
-    def __init__(self, engine: sa.Engine, settings: Settings, *, batch: int = 20):
+    def __init__(self, engine: sa.Engine, settings: Settings, *, batch: int = 20, wekker=None):
         self.engine = engine
         self.settings = settings
         self.api = NotificatiesApi(settings)
         self.batch = batch
         self.lease = dt.timedelta(seconds=2 * settings.notifications_timeout + 10)
-        self.wake = threading.Event()
+        # how an idle relay learns of new messages: by default the writes of this process wake it (`wake`)
+        self.wekker = wekker or ThreadWekker()
+        self.wake = getattr(self.wekker, "event", None)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._claims: dict[tuple[str, int], sa.Update] = {}
@@ -157,27 +163,118 @@ class Relay:
             "retry_in_seconds": round(wacht, 2)})
         return False
 
-    # ---- running beside the server ----
-    def run(self, poll_seconds: float = 1.0, batch_window: float = 0.05) -> None:
+    # ---- running ----
+    def run(self, poll_seconds: float | None = None, batch_window: float = 0.05) -> None:
+        """Deliver until stopped: drain what is due, then sleep until woken (a new message) or until the poll
+        interval has passed (retries that fell due)."""
+        poll = self.settings.notifications_poll if poll_seconds is None else poll_seconds
         while not self._stop.is_set():
             try:
+                self.wekker.gereed()              # listening before draining: no wake-up falls in between
                 while self.verzend_batch() and not self._stop.is_set():
                     pass
+                if self.wekker.wacht(poll):
+                    # writes arriving together go out in one batch: wait a moment, then forget the wake-ups so far
+                    self._stop.wait(batch_window)
+                    self.wekker.vergeet()
             except Exception as exc:   # the database may be away for a moment; keep the relay alive
                 log.error("relay error", extra={"event": "relay_error", "exception_class": type(exc).__name__})
-                self._stop.wait(poll_seconds)
-            if self.wake.wait(poll_seconds):
-                self.wake.clear()
-                # a write woke us: wait a moment so that writes arriving together go out in one batch
-                self._stop.wait(batch_window)
+                self.wekker.sluit()
+                self._stop.wait(min(poll, FOUT_PAUZE))
 
     def start(self) -> "Relay":
+        """Run in a thread of this process (the in-process relay: SQLite, tests, `KLANTEN_NOTIFICATIONS_RELAY`
+        in every worker); writes of this process wake it through `wake`."""
         self._thread = threading.Thread(target=self.run, name="notificatie-relay", daemon=True)
         self._thread.start()
         return self
 
+    def gestopt(self) -> bool:
+        return self._stop.is_set()
+
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        self.wake.set()
+        self.wekker.onderbreek()
         if self._thread:
             self._thread.join(timeout)
+
+
+class ThreadWekker:
+    """Wakes a relay thread from the writes of its own process (`Relay.wake.set` after a commit)."""
+
+    def __init__(self):
+        self.event = threading.Event()
+
+    def wacht(self, timeout: float) -> bool:
+        gewekt = self.event.wait(timeout)
+        self.event.clear()
+        return gewekt
+
+    def gereed(self) -> None:
+        pass
+
+    def vergeet(self) -> None:
+        self.event.clear()
+
+    def onderbreek(self) -> None:
+        self.event.set()
+
+    def sluit(self) -> None:
+        pass
+
+
+class SocketWekker:
+    """Wakes the relay process that `serve` runs beside its workers: a worker that committed a message sends one
+    datagram (`WekSignaal`) to this loopback UDP socket, which `serve` bound and handed over. A lost datagram
+    costs at most the poll interval; datagrams sent while the relay restarts wait in the socket."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.sock.setblocking(False)
+        self._onderbroken = False
+
+    def gereed(self) -> None:
+        pass
+
+    def wacht(self, timeout: float) -> bool:
+        einde = time.monotonic() + timeout
+        self._onderbroken = False
+        while not self._onderbroken:
+            # in slices of at most a second, so that a stop is seen soon whatever the poll interval
+            rest = einde - time.monotonic()
+            if rest <= 0:
+                return False
+            leesbaar, _, _ = select.select([self.sock], [], [], min(rest, 1.0))
+            if leesbaar:
+                return True
+        return False
+
+    def vergeet(self) -> None:
+        try:
+            while True:
+                self.sock.recv(64)
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def onderbreek(self) -> None:
+        self._onderbroken = True
+
+    def sluit(self) -> None:
+        pass
+
+
+class WekSignaal:
+    """Worker side of `SocketWekker`: after a commit that queued a message, one datagram to the relay process
+    (never blocks, never fails the request: the relay also polls)."""
+
+    def __init__(self, adres: str):
+        host, _, poort = adres.rpartition(":")
+        self.adres = (host, int(poort))
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+
+    def __call__(self) -> None:
+        try:
+            self.sock.sendto(b"!", self.adres)
+        except OSError:
+            pass

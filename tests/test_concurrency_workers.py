@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -25,6 +24,7 @@ import requests
 import sqlalchemy as sa
 
 from conftest import geldig_rsin, klant_body, token, zonder_nummer
+from processen import kinderen, levend, vrije_poort
 from storage.tables import audittrail, klant, notificatie
 
 pytestmark = pytest.mark.skipif(
@@ -40,36 +40,6 @@ UNIEK = {"name": "nonFieldErrors", "code": "unique"}
 
 
 # ---------- the server: a real process with several workers ----------
-def _vrije_poort() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _kinderen(pid: int) -> dict[int, str]:
-    """pid -> command line of the direct children of `pid` (from /proc)."""
-    out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == pid:
-                out[int(entry)] = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, IndexError, ValueError):
-            continue                   # the process went away while we looked
-    return out
-
-
-def _levend(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def _db_verbindingen(pid: int, db_poort: int) -> int:
     """Established TCP connections of process `pid` to the database port (its pool's connections)."""
     try:
@@ -97,7 +67,7 @@ class WorkerServer:
         self.workers: dict[int, str] = {}
 
     def worker_pids(self) -> list[int]:
-        return [pid for pid, cmd in _kinderen(self.proc.pid).items()
+        return [pid for pid, cmd in kinderen(self.proc.pid).items()
                 if "spawn_main" in cmd and "resource_tracker" not in cmd]
 
     def log_tekst(self) -> str:
@@ -109,7 +79,7 @@ class WorkerServer:
     def assert_gezond(self):
         """The server and the very same workers are still alive (uvicorn would silently replace a dead one)."""
         assert self.proc.poll() is None, f"server exited ({self.proc.returncode}):\n{self.log_tekst()}"
-        dood = [pid for pid in self.workers if not _levend(pid)]
+        dood = [pid for pid in self.workers if not levend(pid)]
         assert not dood, f"worker processes {dood} died during the test:\n{self.log_tekst()}"
         assert sorted(self.worker_pids()) == sorted(self.workers), (self.worker_pids(), self.workers)
 
@@ -122,7 +92,7 @@ class WorkerServer:
                 self.proc.kill()
                 self.proc.wait(5)
         for pid in self.workers:            # only the workers this server started, by their id
-            if _levend(pid):
+            if levend(pid):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -131,7 +101,7 @@ class WorkerServer:
 
 @pytest.fixture(scope="module")
 def worker_server(database_url, auth_config, tmp_path_factory):
-    poort = _vrije_poort()
+    poort = vrije_poort()
     log = tmp_path_factory.mktemp("worker_server") / "server.log"
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -170,8 +140,8 @@ def worker_server(database_url, auth_config, tmp_path_factory):
             time.sleep(0.1)
         pids = srv.worker_pids()
         assert len(pids) == WORKERS, (f"expected {WORKERS} worker processes under pid {proc.pid}, found "
-                                      f"{_kinderen(proc.pid)}")
-        srv.workers = {pid: _kinderen(proc.pid)[pid] for pid in pids}
+                                      f"{kinderen(proc.pid)}")
+        srv.workers = {pid: kinderen(proc.pid)[pid] for pid in pids}
         yield srv
     finally:
         srv.stop()
