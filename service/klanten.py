@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from klanten_api.errors import InvalidParam, NietGevonden, ValidatieFout
 from storage.klanten import Klant, KlantnummersUitgeput
-from storage.uow import UnitOfWork, is_unique_violation
+from storage.uow import AuditRegel, Bericht, UnitOfWork, is_unique_violation
 from . import validatie as v
 from .constants import ACTIES, COMPONENT, KANAAL, RESOURCE, SUBJECT_TYPES
 from .elfproef import elfproef_fout
@@ -202,9 +202,9 @@ class KlantenService:
         return ValidatieFout([InvalidParam("nonFieldErrors", *v.UNIQUE)])
 
     # ---------- audit trail and notifications: written in the write's own unit of work ----------
-    def _audit(self, uow: UnitOfWork, klant_id: int, actie: str, resultaat: int, url: str, weergave: str,
-               oud: dict | None, nieuw: dict, verzoek: Verzoek, moment: dt.datetime) -> None:
-        uow.audittrail.toevoegen(klant_id, {
+    def _audit(self, klant_id: int, actie: str, resultaat: int, url: str, weergave: str, oud: dict | None,
+               nieuw: dict, verzoek: Verzoek, moment: dt.datetime) -> AuditRegel:
+        return AuditRegel(klant_id, {
             "uuid": uuid_mod.uuid4(), "bron": COMPONENT, "applicatieId": verzoek.client_id,
             "applicatieWeergave": verzoek.applicatie_label, "gebruikersId": verzoek.user_id,
             "gebruikersWeergave": verzoek.user_representation, "actie": actie, "actieWeergave": ACTIES[actie],
@@ -213,14 +213,15 @@ class KlantenService:
             "wijzigingen": {"oud": oud, "nieuw": nieuw},
         }, verzoek.logrecord_id)
 
-    def _notificatie(self, uow: UnitOfWork, klant_uuid: uuid_mod.UUID, actie: str, url: str,
-                     subject_type: str | None, moment: dt.datetime) -> None:
+    def _notificatie(self, klant_uuid: uuid_mod.UUID, actie: str, url: str, subject_type: str | None,
+                     moment: dt.datetime) -> Bericht | None:
+        """The outbox message of a write; None when no Notificaties API is configured."""
         if not self.notificeren:
-            return
+            return None
         bericht = {"kanaal": KANAAL, "hoofdObject": url, "resource": RESOURCE, "resourceUrl": url, "actie": actie,
                    "aanmaakdatum": tijdstempel(moment), "kenmerken": {"subjectType": subject_type}}
         # encoded exactly as it will be sent (the reference posts with requests' json=)
-        uow.notificaties.toevoegen(klant_uuid, KANAAL, json.dumps(bericht, allow_nan=False), moment)
+        return Bericht(klant_uuid, KANAAL, json.dumps(bericht, allow_nan=False), moment)
 
     @staticmethod
     def _resource_weergave(g: dict) -> str:
@@ -247,9 +248,10 @@ class KlantenService:
                                                                        klantnummer_genereren=gegenereerd)
                     weergave = self.weergave(klant_uuid, g, verzoek)
                     url = weergave["url"]
-                    self._audit(uow, klant_id, "create", 201, url, self._resource_weergave(g), None, weergave,
-                                verzoek, moment)
-                    self._notificatie(uow, klant_uuid, "create", url, g["subjectType"], moment)
+                    uow.vastleggen(
+                        audit=self._audit(klant_id, "create", 201, url, self._resource_weergave(g), None, weergave,
+                                          verzoek, moment),
+                        bericht=self._notificatie(klant_uuid, "create", url, g["subjectType"], moment))
                     uow.commit()
                 self.na_notificatie()
                 return weergave
@@ -366,9 +368,10 @@ class KlantenService:
                 oud = self.weergave(klant_uuid, huidig.gegevens, verzoek)
                 nieuw = self.weergave(klant_uuid, g, verzoek)
                 moment = nu()
-                self._audit(uow, huidig.id, actie, 200, nieuw["url"], self._resource_weergave(huidig.gegevens), oud,
-                            nieuw, verzoek, moment)
-                self._notificatie(uow, klant_uuid, actie, nieuw["url"], g["subjectType"], moment)
+                uow.vastleggen(
+                    audit=self._audit(huidig.id, actie, 200, nieuw["url"], self._resource_weergave(huidig.gegevens),
+                                      oud, nieuw, verzoek, moment),
+                    bericht=self._notificatie(klant_uuid, actie, nieuw["url"], g["subjectType"], moment))
                 uow.commit()
                 self.na_notificatie()
                 return nieuw
@@ -386,7 +389,8 @@ class KlantenService:
             url = verzoek.klant_url(klant_uuid)
             uow.audittrail.verwijder_van_klant(klant.id)
             uow.klanten.verwijderen(klant.id)
-            self._notificatie(uow, klant_uuid, "destroy", url, klant.gegevens["subjectType"], nu())
+            uow.vastleggen(audit=None,
+                           bericht=self._notificatie(klant_uuid, "destroy", url, klant.gegevens["subjectType"], nu()))
             uow.commit()
         self.na_notificatie()
 

@@ -21,6 +21,11 @@ VELDEN = (
 _INSERT = sa.insert(audittrail)     # one statement, compiled once (values are parameters)
 
 
+def kolommen(klant_id: int, regel: dict, logrecord_id: str) -> dict:
+    """Column values of an audit row."""
+    return {"klant_id": klant_id, "logrecord_id": logrecord_id, **{kolom: regel[veld] for veld, kolom in VELDEN}}
+
+
 def _regel(row) -> dict:
     m = row._mapping
     return {veld: m[kolom] for veld, kolom in VELDEN}
@@ -31,8 +36,7 @@ class AuditTrailRepository:
         self.conn = conn
 
     def toevoegen(self, klant_id: int, regel: dict, logrecord_id: str) -> None:
-        values = {kolom: regel[veld] for veld, kolom in VELDEN}
-        self.conn.execute(_INSERT, {"klant_id": klant_id, "logrecord_id": logrecord_id, **values})
+        self.conn.execute(_INSERT, kolommen(klant_id, regel, logrecord_id))
 
     def van_klant(self, klant_id: int) -> list[dict]:
         rows = self.conn.execute(sa.select(audittrail).where(audittrail.c.klant_id == klant_id)

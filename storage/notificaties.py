@@ -17,5 +17,10 @@ class NotificatieRepository:
         self.conn = conn
 
     def toevoegen(self, klant_uuid: uuid_mod.UUID, kanaal: str, bericht: str, nu: dt.datetime) -> None:
-        self.conn.execute(_INSERT, {"klant_uuid": klant_uuid, "kanaal": kanaal, "bericht": bericht, "status": WACHTEND,
-                                    "pogingen": 0, "volgende_poging": nu, "laatste_fout": "", "aangemaakt": nu})
+        self.conn.execute(_INSERT, kolommen(klant_uuid, kanaal, bericht, nu))
+
+
+def kolommen(klant_uuid: uuid_mod.UUID, kanaal: str, bericht: str, nu: dt.datetime) -> dict:
+    """Column values of a new outbox message: pending, due now."""
+    return {"klant_uuid": klant_uuid, "kanaal": kanaal, "bericht": bericht, "status": WACHTEND,
+            "pogingen": 0, "volgende_poging": nu, "laatste_fout": "", "aangemaakt": nu}

@@ -1,11 +1,41 @@
 """Unit of work: one connection, one transaction; rolled back unless commit() was called."""
 from __future__ import annotations
 
+import datetime as dt
+import uuid as uuid_mod
+from typing import NamedTuple
+
 import sqlalchemy as sa
 
+from . import audittrail as audit_opslag, notificaties as outbox_opslag
 from .audittrail import AuditTrailRepository
 from .klanten import KlantenRepository
 from .notificaties import NotificatieRepository
+from .tables import audittrail, notificatie
+
+
+class AuditRegel(NamedTuple):
+    klant_id: int
+    regel: dict            # API field -> value (storage.audittrail.VELDEN)
+    logrecord_id: str
+
+
+class Bericht(NamedTuple):
+    """A notification for the outbox."""
+    klant_uuid: uuid_mod.UUID
+    kanaal: str
+    bericht: str           # the JSON text as it will be sent
+    moment: dt.datetime
+
+
+def _met_voorvoegsel(tabel: sa.Table, voorvoegsel: str, zonder: tuple[str, ...] = ("id",)) -> dict:
+    return {c.name: sa.bindparam(voorvoegsel + c.name, type_=c.type) for c in tabel.columns if c.name not in zonder}
+
+
+# PostgreSQL: the audit row and the outbox row of a write in one statement (a data-modifying CTE), one round
+# trip instead of two inside the write's transaction. Built once; parameters carry a prefix per table.
+_AUDIT_EN_BERICHT = (sa.insert(notificatie).values(_met_voorvoegsel(notificatie, "n_", ("id", "verzonden")))
+                     .add_cte(sa.insert(audittrail).values(_met_voorvoegsel(audittrail, "a_")).cte("audit")))
 
 
 class UnitOfWork:
@@ -28,6 +58,19 @@ class UnitOfWork:
         self.audittrail = AuditTrailRepository(self.conn)
         self.notificaties = NotificatieRepository(self.conn)
         return self
+
+    def vastleggen(self, *, audit: AuditRegel | None, bericht: Bericht | None) -> None:
+        """What a write leaves besides the klant itself: its audit row and its outbox message (each optional),
+        in this unit of work's transaction."""
+        if audit is not None and bericht is not None and self.conn.dialect.name == "postgresql":
+            waarden = {f"a_{k}": v for k, v in audit_opslag.kolommen(*audit).items()}
+            waarden.update({f"n_{k}": v for k, v in outbox_opslag.kolommen(*bericht).items()})
+            self.conn.execute(_AUDIT_EN_BERICHT, waarden)
+            return
+        if audit is not None:
+            self.audittrail.toevoegen(*audit)
+        if bericht is not None:
+            self.notificaties.toevoegen(*bericht)
 
     def commit(self) -> None:
         if self._tx is None:
