@@ -269,6 +269,17 @@ def klant_body(subject: str | None = None, **overrides) -> dict:
     return body
 
 
+def wait_for(condition, timeout: float = 10.0, wat: str = "condition"):
+    """Poll `condition` every 50 ms until it returns something true (returned) or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"{wat}: not met within {timeout} s")
+
+
 def zonder_nummer(**overrides) -> dict:
     """klant_body without klantnummer: kla-001 generates one."""
     body = klant_body(**overrides)

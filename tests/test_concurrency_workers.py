@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import threading
-import time
 import uuid as uuid_mod
 from collections import Counter
 from pathlib import Path
@@ -24,16 +21,14 @@ import requests
 import sqlalchemy as sa
 
 from conftest import geldig_rsin, klant_body, token, zonder_nummer
-from processen import kinderen, levend, vrije_poort
+from processen import ServeProces, levend
 from storage.tables import audittrail, klant, notificatie
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("KLANTEN_TEST_DATABASE_URL", "").strip().startswith("postgres"),
     reason="several worker processes need PostgreSQL (set KLANTEN_TEST_DATABASE_URL=postgresql://...)")
 
-ROOT = Path(__file__).resolve().parents[1]
 WORKERS = 3
-START_TIMEOUT = 30.0          # seconds until GET /api/v1/schema/openapi.yaml must answer
 REQUEST_TIMEOUT = 20.0        # seconds per request (a hung lock is a failure, not a hang)
 BARRIER_TIMEOUT = 20.0
 UNIEK = {"name": "nonFieldErrors", "code": "unique"}
@@ -61,50 +56,25 @@ def _db_verbindingen(pid: int, db_poort: int) -> int:
     return aantal
 
 
-class WorkerServer:
-    def __init__(self, proc: subprocess.Popen, url: str, log: Path, db_poort: int):
-        self.proc, self.url, self.root, self.log, self.db_poort = proc, url, f"{url}/api/v1", log, db_poort
+class WorkerServer(ServeProces):
+    """`klanten-api serve --workers 3`, remembering its very workers (uvicorn would silently replace a dead one)."""
+
+    def __init__(self, env: dict, log: Path, db_poort: int):
+        super().__init__(env, log, workers=WORKERS)
+        self.db_poort = db_poort
         self.workers: dict[int, str] = {}
 
-    def worker_pids(self) -> list[int]:
-        return [pid for pid, cmd in kinderen(self.proc.pid).items()
-                if "spawn_main" in cmd and "resource_tracker" not in cmd]
-
-    def log_tekst(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-4000:]
-        except OSError:
-            return ""
-
     def assert_gezond(self):
-        """The server and the very same workers are still alive (uvicorn would silently replace a dead one)."""
+        """The server and the very same workers are still alive."""
         assert self.proc.poll() is None, f"server exited ({self.proc.returncode}):\n{self.log_tekst()}"
         dood = [pid for pid in self.workers if not levend(pid)]
         assert not dood, f"worker processes {dood} died during the test:\n{self.log_tekst()}"
         assert sorted(self.worker_pids()) == sorted(self.workers), (self.worker_pids(), self.workers)
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        for pid in self.workers:            # only the workers this server started, by their id
-            if levend(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-
 
 @pytest.fixture(scope="module")
 def worker_server(database_url, auth_config, tmp_path_factory):
-    poort = vrije_poort()
-    log = tmp_path_factory.mktemp("worker_server") / "server.log"
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "KLANTEN_DATABASE_URL": database_url,
         "KLANTEN_AUTH_CONFIG": str(auth_config),
         "KLANTEN_SUBJECT_ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -114,34 +84,11 @@ def worker_server(database_url, auth_config, tmp_path_factory):
         # this lets the start-up secret check accept it; it changes nothing else
         "KLANTEN_DEVELOPMENT": "true",
     }
-    db_poort = sa.engine.make_url(database_url).port or 5432
-    with log.open("wb") as uitvoer:
-        proc = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "klanten-api"), "serve", "--host", "127.0.0.1", "--port", str(poort),
-             "--workers", str(WORKERS)],
-            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=uitvoer, stderr=subprocess.STDOUT)
-    srv = WorkerServer(proc, f"http://127.0.0.1:{poort}", log, db_poort)
+    srv = WorkerServer(env, tmp_path_factory.mktemp("worker_server") / "server.log",
+                       sa.engine.make_url(database_url).port or 5432)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        sessie = requests.Session()
-        sessie.trust_env = False
-        while True:
-            assert proc.poll() is None, f"server exited with {proc.returncode}:\n{srv.log_tekst()}"
-            try:
-                if sessie.get(f"{srv.root}/schema/openapi.yaml", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, f"server did not answer in {START_TIMEOUT} s:\n{srv.log_tekst()}"
-            time.sleep(0.1)
-        sessie.close()
-        # several worker processes, really: the uvicorn supervisor's spawned children
-        while len(srv.worker_pids()) < WORKERS and time.monotonic() < deadline:
-            time.sleep(0.1)
-        pids = srv.worker_pids()
-        assert len(pids) == WORKERS, (f"expected {WORKERS} worker processes under pid {proc.pid}, found "
-                                      f"{kinderen(proc.pid)}")
-        srv.workers = {pid: kinderen(proc.pid)[pid] for pid in pids}
+        srv.wacht_tot_klaar()       # several worker processes, really: the uvicorn supervisor's spawned children
+        srv.workers = {pid: srv.kinderen()[pid] for pid in srv.worker_pids()}
         yield srv
     finally:
         srv.stop()

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from conftest import Api, klant_body
+from conftest import Api, klant_body, wait_for
 from klanten_api.settings import Settings
 from notificaties.relay import Relay
 from storage.tables import notificatie
@@ -28,16 +28,6 @@ def nrc_settings(url: str, **extra) -> dict:
     return {"notifications_api_url": url, "notifications_client_id": NRC_CLIENT,
             "notifications_secret": NRC_SECRET, "notifications_timeout": 0.5, "notifications_backoff": 0.05,
             "notifications_max_attempts": 4, **extra}
-
-
-def wait_for(condition, timeout=10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def outbox(engine) -> list:

@@ -17,21 +17,11 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from conftest import eigen_postgres_database, token, zonder_nummer
+from conftest import eigen_postgres_database, token, wait_for, zonder_nummer
 from processen import ROOT, ServeProces, levend
 from storage.database import normaliseer_url
 
 POLL = 60          # seconds: far longer than any wait below
-
-
-def wacht_op(voorwaarde, timeout=15.0, wat="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        uitkomst = voorwaarde()
-        if uitkomst:
-            return uitkomst
-        time.sleep(0.05)
-    raise AssertionError(f"{wat}: not met within {timeout} s")
 
 
 def ontvangen(nrc) -> list[str]:
@@ -78,7 +68,7 @@ def maak_klant(srv: ServeProces) -> str:
 
 
 def de_relay(srv: ServeProces) -> int:
-    pids = wacht_op(srv.relay_pids, wat="a relay process under serve")
+    pids = wait_for(srv.relay_pids, wat="a relay process under serve")
     assert len(pids) == 1, srv.kinderen()
     return pids[0]
 
@@ -97,7 +87,7 @@ def test_one_relay_process_beside_the_workers_delivers_at_once_when_woken(serve,
     assert len(serve.worker_pids()) == 2
     urls = [maak_klant(serve) for _ in range(3)]
     # the poll interval is 60 s: only the NOTIFY of the committed outbox rows can have woken the relay
-    wacht_op(lambda: len(ontvangen(nrc)) >= 3, timeout=10, wat="three notifications delivered")
+    wait_for(lambda: len(ontvangen(nrc)) >= 3, timeout=10, wat="three notifications delivered")
     assert ontvangen(nrc) == urls
     assert len(serve.relay_pids()) == 1
 
@@ -112,19 +102,19 @@ def test_the_workers_deliver_nothing_themselves(serve, nrc, database):
         assert wachtend(database) == 1
     finally:
         os.kill(relay, signal.SIGCONT)
-    wacht_op(lambda: ontvangen(nrc) == [url], timeout=10, wat="delivered once the relay runs again")
-    assert wacht_op(lambda: wachtend(database) == 0, wat="marked as sent")
+    wait_for(lambda: ontvangen(nrc) == [url], timeout=10, wat="delivered once the relay runs again")
+    assert wait_for(lambda: wachtend(database) == 0, wat="marked as sent")
 
 
 def test_a_killed_relay_is_replaced_and_its_successor_delivers(serve, nrc):
     oud = de_relay(serve)
     os.kill(oud, signal.SIGKILL)
-    nieuw = wacht_op(lambda: [p for p in serve.relay_pids() if p != oud and levend(p)], timeout=10,
+    nieuw = wait_for(lambda: [p for p in serve.relay_pids() if p != oud and levend(p)], timeout=10,
                      wat="a new relay process")
     assert len(nieuw) == 1
     assert serve.proc.poll() is None and len(serve.worker_pids()) == 2
     url = maak_klant(serve)
-    wacht_op(lambda: url in ontvangen(nrc), timeout=10, wat="delivered by the new relay")
+    wait_for(lambda: url in ontvangen(nrc), timeout=10, wat="delivered by the new relay")
     assert "relay_process_exited" in serve.log_tekst()
 
 
@@ -145,7 +135,7 @@ def test_a_killed_serve_leaves_no_relay_behind(database, nrc, auth_config, tmp_p
         relay = de_relay(srv)
         srv.proc.kill()                     # no chance to stop anything: the relay notices its parent is gone
         srv.proc.wait(5)
-        wacht_op(lambda: not levend(relay), timeout=10, wat="the orphaned relay ended by itself")
+        wait_for(lambda: not levend(relay), timeout=10, wat="the orphaned relay ended by itself")
     finally:
         srv.stop()
 
@@ -165,7 +155,7 @@ def test_a_relay_run_apart_polls(database, nrc, auth_config, tmp_path):
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env={"PATH": os.environ.get("PATH", ""), "KLANTEN_DATABASE_URL": database,
                  "KLANTEN_NOTIFICATIONS_API_URL": nrc.url_for("/api/v1/"), "KLANTEN_NOTIFICATIONS_POLL": "1"})
-        wacht_op(lambda: ontvangen(nrc) == [url], timeout=15, wat="delivered by the relay run apart")
+        wait_for(lambda: ontvangen(nrc) == [url], timeout=15, wat="delivered by the relay run apart")
     finally:
         if apart is not None:
             apart.terminate()
