@@ -49,6 +49,7 @@ def cmd_relay(args, settings: Settings) -> int:
     import signal
     import socket
     import threading
+    import time
 
     from notificaties.relay import Relay, SocketWekker
     if not settings.notifications_api_url:
@@ -63,7 +64,7 @@ def cmd_relay(args, settings: Settings) -> int:
         def bewaak_ouder():
             # end with the `serve` that started us, also when it was killed and could not stop us
             while os.getppid() == args.ouder and not relay.gestopt():
-                threading.Event().wait(1.0)
+                time.sleep(1.0)
             relay.stop()
         threading.Thread(target=bewaak_ouder, name="ouder-bewaker", daemon=True).start()
     try:

@@ -170,7 +170,6 @@ class Relay:
         poll = self.settings.notifications_poll if poll_seconds is None else poll_seconds
         while not self._stop.is_set():
             try:
-                self.wekker.gereed()              # listening before draining: no wake-up falls in between
                 while self.verzend_batch() and not self._stop.is_set():
                     pass
                 if self.wekker.wacht(poll):
@@ -179,12 +178,11 @@ class Relay:
                     self.wekker.vergeet()
             except Exception as exc:   # the database may be away for a moment; keep the relay alive
                 log.error("relay error", extra={"event": "relay_error", "exception_class": type(exc).__name__})
-                self.wekker.sluit()
                 self._stop.wait(min(poll, FOUT_PAUZE))
 
     def start(self) -> "Relay":
-        """Run in a thread of this process (the in-process relay: SQLite, tests, `KLANTEN_NOTIFICATIONS_RELAY`
-        in every worker); writes of this process wake it through `wake`."""
+        """Run in a thread of this process (an embedding of `create_app()` or uvicorn's factory without `serve`,
+        the tests); writes of this process wake it through `wake`."""
         self._thread = threading.Thread(target=self.run, name="notificatie-relay", daemon=True)
         self._thread.start()
         return self
@@ -210,17 +208,11 @@ class ThreadWekker:
         self.event.clear()
         return gewekt
 
-    def gereed(self) -> None:
-        pass
-
     def vergeet(self) -> None:
         self.event.clear()
 
     def onderbreek(self) -> None:
         self.event.set()
-
-    def sluit(self) -> None:
-        pass
 
 
 class SocketWekker:
@@ -232,9 +224,6 @@ class SocketWekker:
         self.sock = sock
         self.sock.setblocking(False)
         self._onderbroken = False
-
-    def gereed(self) -> None:
-        pass
 
     def wacht(self, timeout: float) -> bool:
         einde = time.monotonic() + timeout
@@ -258,9 +247,6 @@ class SocketWekker:
 
     def onderbreek(self) -> None:
         self._onderbroken = True
-
-    def sluit(self) -> None:
-        pass
 
 
 class WekSignaal:
