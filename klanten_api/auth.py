@@ -1,13 +1,19 @@
 """ZGW JWT authorisation: HS256 tokens per client, scopes from a local file (optionally the Autorisaties API).
 
-Every failure is a 403 `Fout` (never a 500). An unknown client and a bad signature answer identically,
-so a caller cannot find out which client ids exist.
+Every failure is a 403 `Fout` (never a 500). An unknown client and a bad signature answer identically and
+cost the same work (a signature check against a random secret), so a caller cannot find out which client ids
+exist, neither from the answer nor from its timing.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
+import sys
+import threading
 import time
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +37,12 @@ BAD_CLAIMS = ("jwt-decode-error", "Het JWT bevat ongeldige claims.")
 WRONG_ALG = ("jwt-decode-error", "Het JWT moet met HS256 ondertekend zijn.")
 NO_CONFIG = ("permission_denied", "Deze server heeft geen applicaties geconfigureerd (KLANTEN_AUTH_CONFIG).")
 LEEWAY_SECONDS = 30
-GELDIGE_TOKENS_MAX = 4096        # verified tokens remembered per process (see Authorisatie.verify)
+# Python's own cost of one OrderedDict entry (hash slot, entry, linked-list node), on top of the objects it holds
+CACHE_ENTRY_OVERHEAD = 120
+
+
+def te_lang(max_token_bytes: int) -> tuple[str, str]:
+    return ("jwt-decode-error", f"Het JWT is te lang (hoogstens {max_token_bytes} tekens).")
 
 
 @dataclass(frozen=True)
@@ -130,57 +141,107 @@ def controleer_geheimen(settings: Settings, applicaties: Applicaties) -> None:
 class Authorisatie:
     """Decides, per request, who the client is and whether it holds the scopes an operation needs."""
 
-    def __init__(self, applicaties: Applicaties, autorisaties_api=None):
+    def __init__(self, applicaties: Applicaties, autorisaties_api=None, *,
+                 max_token_bytes: int = Settings.auth_max_token_bytes,
+                 cache_budget: int = Settings.auth_token_cache_bytes):
         self.applicaties = applicaties
         self.autorisaties_api = autorisaties_api
+        self.max_token_bytes = max_token_bytes
+        self.cache_budget = cache_budget
+        # A token of an unknown client is checked against this secret, so that it costs exactly what a known
+        # client's token with a bad signature costs (same jwt.decode, same HMAC over the whole token): the answer
+        # time does not tell which client ids exist. Random per process, as long as a real secret.
+        self._schijngeheim = secrets.token_urlsafe(48)
         # Clients send the same token with many requests. A token whose signature and claims were verified
-        # once is remembered by its exact text (signature included, so no other token can match it); on a
-        # later request only the time claims are checked again, and the scopes as always. Refused tokens are
-        # never remembered.
-        self._geldig: dict[str, tuple[Applicatie, str, object, object, dict]] = {}
+        # once is remembered by the SHA-256 digest of its text (no token text is kept; no other token has that
+        # digest); on a later request only the time claims are checked again, and the scopes as always. Refused
+        # tokens are never remembered. Bounded by an explicit byte budget; the least recently used go first.
+        self._geldig: OrderedDict[bytes, tuple[Applicatie, str, object, object, dict, int]] = OrderedDict()
+        self._geldig_bytes = 0
+        self._lock = threading.Lock()     # the Autorisaties API path verifies in a thread pool
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes the token cache holds now (Python's sizes of its keys, entries and texts); never above
+        cache_budget."""
+        return self._geldig_bytes
+
+    @property
+    def cache_entries(self) -> int:
+        return len(self._geldig)
+
+    def is_cached(self, token: str) -> bool:
+        return _digest(token) in self._geldig
 
     def verify(self, authorization: str | None, required_scopes: list[str] | None) -> dict:
         if not self.applicaties.configured:
             raise GeenToestemming(*NO_CONFIG)
-        if not authorization or not authorization.startswith("Bearer "):
+        token = bearer_token(authorization)
+        if token is None:
             raise GeenToestemming()
-        token = authorization[len("Bearer "):].strip()
-        bekend = self._geldig.get(token)
+        # before any base64, JSON or HMAC work: a long token costs the server nothing but this comparison
+        if len(token) > self.max_token_bytes:
+            raise GeenToestemming(*te_lang(self.max_token_bytes))
+        sleutel = _digest(token)
+        with self._lock:
+            bekend = self._geldig.get(sleutel)
+            if bekend is not None:
+                self._geldig.move_to_end(sleutel)
         if bekend is not None:
-            app, client_id, exp, nbf, info = bekend
+            app, client_id, exp, nbf, info, _ = bekend
             nu = time.time()
             if exp is not None and exp <= nu - LEEWAY_SECONDS:
-                self._geldig.pop(token, None)
+                self._vergeet(sleutel)
                 raise GeenToestemming(*EXPIRED)
             if nbf is not None and nbf > nu + LEEWAY_SECONDS:
                 raise GeenToestemming(*IMMATURE)
         else:
             app, client_id, info, claims = self._verifieer(token)
-            if len(self._geldig) >= GELDIGE_TOKENS_MAX:
-                self._geldig.clear()
-            self._geldig[token] = (app, client_id, claims.get("exp"), claims.get("nbf"), info)
+            self._onthoud(sleutel, app, client_id, claims.get("exp"), claims.get("nbf"), info)
         _log_fact("client_id", client_id)
         if not self._staat_toe(app, client_id, set(required_scopes or [])):
             raise GeenToestemming()
         return dict(info)
 
+    def _onthoud(self, sleutel: bytes, app: Applicatie, client_id: str, exp, nbf, info: dict) -> None:
+        grootte = (CACHE_ENTRY_OVERHEAD + sys.getsizeof(sleutel) + sys.getsizeof((app, client_id, exp, nbf, info, 0))
+                   + sys.getsizeof(exp) + sys.getsizeof(nbf) + sys.getsizeof(info)
+                   + sum(sys.getsizeof(v) for v in info.values()))
+        if grootte > self.cache_budget:
+            return
+        with self._lock:
+            oud = self._geldig.pop(sleutel, None)
+            if oud is not None:
+                self._geldig_bytes -= oud[-1]
+            while self._geldig and self._geldig_bytes + grootte > self.cache_budget:
+                _, weg = self._geldig.popitem(last=False)
+                self._geldig_bytes -= weg[-1]
+            self._geldig[sleutel] = (app, client_id, exp, nbf, info, grootte)
+            self._geldig_bytes += grootte
+
+    def _vergeet(self, sleutel: bytes) -> None:
+        with self._lock:
+            weg = self._geldig.pop(sleutel, None)
+            if weg is not None:
+                self._geldig_bytes -= weg[-1]
+
     def _verifieer(self, token: str) -> tuple[Applicatie, str, dict, dict]:
         """Signature and claims of a token not seen before: (application, client id, token info, claims)."""
         try:
-            header = jwt.get_unverified_header(token)
-            claims = jwt.decode(token, options={"verify_signature": False})
-        except (jwt.PyJWTError, ValueError, TypeError):
+            ongecontroleerd = jwt.decode_complete(token, options={"verify_signature": False})
+        except (jwt.PyJWTError, ValueError, TypeError, RecursionError):
             raise GeenToestemming(*DECODE_ERROR) from None
+        header, claims = ongecontroleerd["header"], ongecontroleerd["payload"]
         if header.get("alg") != "HS256":
             raise GeenToestemming(*WRONG_ALG)
-        client_id = claims.get("client_id") if isinstance(claims, dict) else None
+        client_id = claims.get("client_id")
         if client_id in (None, ""):
             raise GeenToestemming(*MISSING_CLIENT)
         app = self.applicaties.get(client_id) if isinstance(client_id, str) else None
-        if app is None:
-            raise GeenToestemming(*BAD_CREDENTIALS)
+        # An unknown client id takes the same path as a known one with a bad signature (see _schijngeheim).
+        geheim = app.secret if app is not None else self._schijngeheim
         try:
-            claims = jwt.decode(token, app.secret, algorithms=["HS256"], leeway=LEEWAY_SECONDS,
+            claims = jwt.decode(token, geheim, algorithms=["HS256"], leeway=LEEWAY_SECONDS,
                                 options={"verify_aud": False, "verify_iss": False, "verify_sub": False,
                                          "verify_jti": False, "verify_iat": False})
         except jwt.InvalidSignatureError:
@@ -189,8 +250,10 @@ class Authorisatie:
             raise GeenToestemming(*EXPIRED) from None
         except jwt.ImmatureSignatureError:
             raise GeenToestemming(*IMMATURE) from None
-        except (jwt.PyJWTError, ValueError, TypeError):
+        except (jwt.PyJWTError, ValueError, TypeError, RecursionError):
             raise GeenToestemming(*BAD_CLAIMS) from None
+        if app is None:      # a signature made with the random secret: not a client of ours either
+            raise GeenToestemming(*BAD_CREDENTIALS)
         iat = claims.get("iat")
         if iat is not None and (isinstance(iat, bool) or not isinstance(iat, (int, float))):
             _log_fact("client_id", client_id)
@@ -207,6 +270,22 @@ class Authorisatie:
         if app.heeft_alle_autorisaties or app.scopes is not None or self.autorisaties_api is None:
             return app.staat_toe(required)
         return self.autorisaties_api.staat_toe(client_id, required)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of `Bearer <token>`, or None. RFC 9110 §11.4: credentials = auth-scheme [ 1*SP token68 ], and
+    the scheme name is case-insensitive (`bearer`, `BEARER`); surrounding whitespace is not part of the value."""
+    if not authorization:
+        return None
+    schema, _, rest = authorization.strip(" \t").partition(" ")
+    token = rest.lstrip(" ")
+    if not token or schema.lower() != "bearer":
+        return None
+    return token
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
 def _log_fact(key: str, value) -> None:

@@ -43,6 +43,12 @@ def _int(env: dict, name: str, default: int) -> int:
     return value
 
 
+def _positief(value: int, name: str) -> int:
+    if value == 0:
+        raise ConfigError(f"{name} must be positive, got 0")
+    return value
+
+
 def _bool(env: dict, name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw in (None, ""):
@@ -92,6 +98,8 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     db_statement_timeout_ms: int = 30_000
     db_lock_timeout_ms: int = 10_000
+    auth_max_token_bytes: int = 8192          # longer bearer tokens are refused before any JWT work
+    auth_token_cache_bytes: int = 4_194_304   # per process: verified tokens remembered (by digest); 0: off
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -141,6 +149,9 @@ class Settings:
             trusted_proxies=_list(env, "KLANTEN_TRUSTED_PROXIES"),
             db_statement_timeout_ms=_int(env, "KLANTEN_DB_STATEMENT_TIMEOUT_MS", cls.db_statement_timeout_ms),
             db_lock_timeout_ms=_int(env, "KLANTEN_DB_LOCK_TIMEOUT_MS", cls.db_lock_timeout_ms),
+            auth_max_token_bytes=_positief(_int(env, "KLANTEN_AUTH_MAX_TOKEN_BYTES", cls.auth_max_token_bytes),
+                                           "KLANTEN_AUTH_MAX_TOKEN_BYTES"),
+            auth_token_cache_bytes=_int(env, "KLANTEN_AUTH_TOKEN_CACHE_BYTES", cls.auth_token_cache_bytes),
         )
 
     def rate_limit_parts(self) -> tuple[int, float] | None:

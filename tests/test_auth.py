@@ -67,7 +67,7 @@ AUTH_VARIANTEN = {
     "geen_header": (lambda: None, GEEN_TOESTEMMING),
     "token_x": (lambda: "Token x", GEEN_TOESTEMMING),
     "token_schema": (lambda: f"Token {token()}", GEEN_TOESTEMMING),
-    "bearer_kleine_letters": (lambda: f"bearer {token()}", GEEN_TOESTEMMING),
+    "bearer_zonder_spatie": (lambda: f"Bearer{token()}", GEEN_TOESTEMMING),
     "alleen_bearer": (lambda: "Bearer", GEEN_TOESTEMMING),
     "rommel": (lambda: "Bearer dit-is-geen-jwt", DECODE),
     "afgekapt": (lambda: f"Bearer {token()[:-10]}", DECODE),

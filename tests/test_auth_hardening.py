@@ -1,0 +1,207 @@
+"""Authorisation under attack (issue #13 items 4, 7, 9, 18): no client-id probing by timing, a cap on the token
+length before any JWT work, a token cache bounded in bytes that holds no token text, case-insensitive `Bearer`.
+
+The in-process tests use the real Authorisatie built from a real configuration file and real JWTs (PyJWT);
+the HTTP tests run against real loopback servers.
+"""
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+import tracemalloc
+
+import jwt
+import pytest
+
+from conftest import ALLE, SECRET, klant_body, token
+from klanten_api.auth import Authorisatie, load_applicaties
+from klanten_api.errors import GeenToestemming
+from klanten_api.settings import ConfigError, Settings
+from test_auth import CREDENTIALS, TITLE_403, assert_403
+
+TE_LANG = ("jwt-decode-error", "Het JWT is te lang (hoogstens {} tekens).")
+ANDER_GEHEIM = "verkeerd-geheim-maar-wel-lang-genoeg-123"
+
+
+def lang_token(lengte: int, client_id: str = ALLE, secret: str = SECRET, **claims) -> str:
+    """A real, correctly signed token of exactly `lengte` characters (a padding claim makes up the length)."""
+    kaal = token(client_id, secret, opvulling="", **claims)
+    opvulling = max(0, (lengte - len(kaal)) * 3 // 4 - 4)       # base64url: 4 characters per 3 bytes of JSON
+    while True:
+        tok = token(client_id, secret, opvulling="x" * opvulling, **claims)
+        if len(tok) >= lengte:
+            assert len(tok) == lengte, f"no token of exactly {lengte} characters (base64url skips this length)"
+            return tok
+        opvulling += 1
+
+
+def weigering(authorisatie: Authorisatie, header: str, scopes=("klanten.lezen",)) -> tuple[str, str]:
+    with pytest.raises(GeenToestemming) as exc:
+        authorisatie.verify(header, list(scopes))
+    return exc.value.code, exc.value.detail
+
+
+@pytest.fixture
+def applicaties(auth_config):
+    return load_applicaties(auth_config)
+
+
+# ---------- item 4: an unknown client id costs what a bad signature costs ----------
+def test_onbekende_client_en_verkeerde_handtekening_kosten_even_veel(applicaties):
+    """12 KB tokens, as in the issue. Before: the unknown client was answered after one parse less and no HMAC,
+    median ratio unknown/bad-signature about 0.66 on the development machine; now both do the same jwt.decode."""
+    authorisatie = Authorisatie(applicaties)
+    authorisatie.max_token_bytes = 16 * 1024        # this test is about timing, not about the length cap
+    onbekend = f"Bearer {lang_token(12_000, 'bestaat-niet')}"
+    handtekening = f"Bearer {lang_token(12_000, 'lezer', ANDER_GEHEIM)}"
+    assert weigering(authorisatie, onbekend) == weigering(authorisatie, handtekening) == CREDENTIALS
+
+    def duur(header: str) -> int:
+        begin = time.perf_counter_ns()
+        try:
+            authorisatie.verify(header, ["klanten.lezen"])
+        except GeenToestemming:
+            pass
+        return time.perf_counter_ns() - begin
+
+    for _ in range(50):
+        duur(onbekend), duur(handtekening)
+    a, b = [], []
+    for _ in range(600):          # alternating, so that load on the machine hits both alike
+        a.append(duur(onbekend))
+        b.append(duur(handtekening))
+    verhouding = statistics.median(a) / statistics.median(b)
+    assert 0.8 <= verhouding <= 1.25, f"median unknown/bad-signature = {verhouding:.3f}"
+
+
+# ---------- item 7: the token length is capped before any JWT work ----------
+def test_een_te_lang_token_wordt_geweigerd_zonder_het_te_decoderen(applicaties):
+    authorisatie = Authorisatie(applicaties)
+    te_lang = (TE_LANG[0], TE_LANG[1].format(8192))
+    # a valid, correctly signed 1 MB token: refused, and fast (PyJWT takes about 0.1 s to parse 1 MB once)
+    megabyte = f"Bearer {lang_token(1_048_576)}"
+    begin = time.monotonic()
+    for _ in range(20):
+        assert weigering(authorisatie, megabyte) == te_lang
+    assert time.monotonic() - begin < 1.0
+    # the default cap, to the character
+    assert weigering(authorisatie, f"Bearer {lang_token(8193)}") == te_lang
+    assert authorisatie.verify(f"Bearer {lang_token(8192)}", ["klanten.lezen"])["client_id"] == ALLE
+    assert authorisatie.max_token_bytes == Settings.auth_max_token_bytes == 8192
+    assert authorisatie.cache_entries == 1      # only the accepted one
+
+
+def test_te_lang_token_over_http(server_factory):
+    srv = server_factory(auth_max_token_bytes=2048)
+    from conftest import Api
+    api = Api(srv.url)
+    goed = api.get("/klanten", headers={"Authorization": f"Bearer {lang_token(2048)}"}, auth=False)
+    assert goed.status_code == 200, goed.text
+    for tok in (lang_token(2049), lang_token(3000, "bestaat-niet")):
+        resp = api.get("/klanten", headers={"Authorization": f"Bearer {tok}"}, auth=False)
+        assert_403(resp, api.base, TE_LANG[0], TE_LANG[1].format(2048))
+
+
+def test_instellingen_van_de_tokenlimieten():
+    s = Settings.from_env({})
+    assert (s.auth_max_token_bytes, s.auth_token_cache_bytes) == (8192, 4_194_304)
+    s = Settings.from_env({"KLANTEN_AUTH_MAX_TOKEN_BYTES": "4096", "KLANTEN_AUTH_TOKEN_CACHE_BYTES": "0"})
+    assert (s.auth_max_token_bytes, s.auth_token_cache_bytes) == (4096, 0)
+    with pytest.raises(ConfigError, match="KLANTEN_AUTH_MAX_TOKEN_BYTES must be positive"):
+        Settings.from_env({"KLANTEN_AUTH_MAX_TOKEN_BYTES": "0"})
+    with pytest.raises(ConfigError, match="KLANTEN_AUTH_TOKEN_CACHE_BYTES must be an integer"):
+        Settings.from_env({"KLANTEN_AUTH_TOKEN_CACHE_BYTES": "veel"})
+
+
+# ---------- item 9: the token cache is bounded in bytes and holds no token text ----------
+def test_de_tokencache_blijft_binnen_het_bytebudget(applicaties):
+    budget = 16_384
+    authorisatie = Authorisatie(applicaties, cache_budget=budget)
+    tokens = [lang_token(8000, user_id=f"gebruiker-{i}", user_representation="G" * 300) for i in range(300)]
+    for tok in tokens:
+        assert authorisatie.verify(f"Bearer {tok}", ["klanten.lezen"])["client_id"] == ALLE
+        assert 0 < authorisatie.cache_bytes <= budget
+    # least recently used go first: the newest are remembered, the oldest not
+    assert authorisatie.is_cached(tokens[-1]) and not authorisatie.is_cached(tokens[0])
+    bewaard = authorisatie.cache_entries
+    assert 5 <= bewaard < 300
+    # a hit makes a token the most recently used: it survives the next insertions, its neighbour does not
+    oudste = tokens[-bewaard]
+    authorisatie.verify(f"Bearer {oudste}", ["klanten.lezen"])
+    for i in range(bewaard - 1):
+        authorisatie.verify(f"Bearer {token(user_id=f'nieuw-{i}')}", ["klanten.lezen"])
+    assert authorisatie.is_cached(oudste) and not authorisatie.is_cached(tokens[-bewaard + 1])
+    assert authorisatie.cache_bytes <= budget
+
+
+def test_de_tokencache_houdt_geen_tokentekst_vast(applicaties):
+    """300 valid, distinct tokens just under the cap: the cache keeps what it reports, never the token texts
+    (before: 300 x 8 KB of token text stayed in memory)."""
+    authorisatie = Authorisatie(applicaties)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        voor = tracemalloc.get_traced_memory()[0]
+        totaal = 0
+        for i in range(300):
+            tok = lang_token(8000, user_id=f"gebruiker-{i}")
+            totaal += len(tok)
+            authorisatie.verify(f"Bearer {tok}", ["klanten.lezen"])
+            del tok
+        gc.collect()
+        gegroeid = tracemalloc.get_traced_memory()[0] - voor
+    finally:
+        tracemalloc.stop()
+    assert gegroeid < totaal / 4, (gegroeid, totaal)
+    assert authorisatie.cache_entries == 300
+    # the accounting is honest: what the process holds is about what the cache says it holds
+    assert gegroeid <= 1.5 * authorisatie.cache_bytes + 65_536, (gegroeid, authorisatie.cache_bytes)
+
+
+def test_een_budget_van_nul_zet_de_cache_uit(applicaties):
+    authorisatie = Authorisatie(applicaties, cache_budget=0)
+    tok = token()
+    for _ in range(2):
+        assert authorisatie.verify(f"Bearer {tok}", ["klanten.lezen"])["client_id"] == ALLE
+    assert (authorisatie.cache_entries, authorisatie.cache_bytes) == (0, 0)
+
+
+def test_een_verlopen_token_verlaat_de_cache_met_zijn_bytes(applicaties):
+    authorisatie = Authorisatie(applicaties)
+    tok = token(exp=int(time.time()) - 29)        # within the 30 s leeway for about 1 more second
+    authorisatie.verify(f"Bearer {tok}", ["klanten.lezen"])
+    assert authorisatie.cache_entries == 1 and authorisatie.cache_bytes > 0
+    time.sleep(1.6)
+    assert weigering(authorisatie, f"Bearer {tok}")[0] == "jwt-expired"
+    assert (authorisatie.cache_entries, authorisatie.cache_bytes) == (0, 0)
+
+
+# ---------- item 18: the scheme name is case-insensitive (RFC 9110 §11.1, §11.4; RFC 6750) ----------
+@pytest.mark.parametrize("schema", ["bearer ", "BEARER ", "BeArEr ", "Bearer   ", "bearer  "])
+def test_bearer_in_elke_schrijfwijze_over_http(api, schema):
+    kop = {"Authorization": f"{schema}{token()}"}
+    lezen = api.get("/klanten", headers=kop, auth=False)
+    assert lezen.status_code == 200, lezen.text
+    schrijven = api.post("/klanten", klant_body(), headers=kop, auth=False)
+    assert schrijven.status_code == 201, schrijven.text
+    # trailing whitespace is not part of the header value either
+    assert api.get("/klanten", headers={"Authorization": f"{schema}{token()}  "}, auth=False).status_code == 200
+
+
+@pytest.mark.parametrize("waarde", [
+    "Bearer{tok}", "Bearer\t{tok}", "Bearer-{tok}", "Bear {tok}", "Bearers {tok}", "Token {tok}", "Basic {tok}",
+    "JWT {tok}", "bearer", "BEARER   ", "{tok}", "x Bearer {tok}",
+])
+def test_andere_schemas_blijven_geweigerd_over_http(api, waarde):
+    kop = {"Authorization": waarde.format(tok=token())}
+    for resp in (api.get("/klanten", headers=kop, auth=False),
+                 api.post("/klanten", klant_body(), headers=kop, auth=False)):
+        assert_403(resp, api.base, "permission_denied", TITLE_403)
+
+
+def test_kleine_letters_ook_met_autorisaties_api_pad(applicaties):
+    """The same parsing serves both security paths (local scopes and the Autorisaties API)."""
+    authorisatie = Authorisatie(applicaties)
+    assert authorisatie.verify(f"bearer {token('lezer')}", ["klanten.lezen"])["client_id"] == "lezer"
+    assert weigering(authorisatie, f"bearer {jwt.encode({'client_id': 'lezer'}, ANDER_GEHEIM)}") == CREDENTIALS
