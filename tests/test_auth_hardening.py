@@ -11,14 +11,14 @@ import statistics
 import time
 import tracemalloc
 
-import jwt
 import pytest
 
-from conftest import ALLE, SECRET, klant_body, token
+from conftest import ALLE, SECRET, Api, klant_body, token
 from klanten_api.auth import Authorisatie, load_applicaties
 from klanten_api.errors import GeenToestemming
 from klanten_api.settings import ConfigError, Settings
 from test_auth import CREDENTIALS, TITLE_403, assert_403
+from test_autorisaties_api import ac_answer, ac_auth_config, ac_server  # noqa: F401 (ac_auth_config: a fixture)
 
 TE_LANG = ("jwt-decode-error", "Het JWT is te lang (hoogstens {} tekens).")
 ANDER_GEHEIM = "verkeerd-geheim-maar-wel-lang-genoeg-123"
@@ -94,7 +94,6 @@ def test_een_te_lang_token_wordt_geweigerd_zonder_het_te_decoderen(applicaties):
 
 def test_te_lang_token_over_http(server_factory):
     srv = server_factory(auth_max_token_bytes=2048)
-    from conftest import Api
     api = Api(srv.url)
     goed = api.get("/klanten", headers={"Authorization": f"Bearer {lang_token(2048)}"}, auth=False)
     assert goed.status_code == 200, goed.text
@@ -200,8 +199,17 @@ def test_andere_schemas_blijven_geweigerd_over_http(api, waarde):
         assert_403(resp, api.base, "permission_denied", TITLE_403)
 
 
-def test_kleine_letters_ook_met_autorisaties_api_pad(applicaties):
-    """The same parsing serves both security paths (local scopes and the Autorisaties API)."""
-    authorisatie = Authorisatie(applicaties)
-    assert authorisatie.verify(f"bearer {token('lezer')}", ["klanten.lezen"])["client_id"] == "lezer"
-    assert weigering(authorisatie, f"bearer {jwt.encode({'client_id': 'lezer'}, ANDER_GEHEIM)}") == CREDENTIALS
+def test_kleine_letters_en_lengte_ook_op_het_pad_van_de_autorisaties_api(server_factory, ac_auth_config, httpserver):
+    """With an Autorisaties API configured, the security handler verifies in a thread pool (verify_remote):
+    the same scheme parsing and the same length cap apply there."""
+    httpserver.expect_request("/ac/api/v1/applicaties").respond_with_json(ac_answer(
+        {"component": "kc", "scopes": ["klanten.lezen"]}))
+    srv = ac_server(server_factory, ac_auth_config, httpserver.url_for("/ac/api/v1/"), auth_max_token_bytes=2048)
+    api = Api(srv.url, "remote")
+    for schema in ("bearer ", "BEARER  "):
+        resp = api.get("/klanten", headers={"Authorization": f"{schema}{token('remote')}"}, auth=False)
+        assert resp.status_code == 200, resp.text
+    resp = api.get("/klanten", headers={"Authorization": f"Bearer {lang_token(2049, 'remote')}"}, auth=False)
+    assert_403(resp, api.base, TE_LANG[0], TE_LANG[1].format(2048))
+    resp = api.get("/klanten", headers={"Authorization": f"bearer {token('remote', ANDER_GEHEIM)}"}, auth=False)
+    assert_403(resp, api.base, *CREDENTIALS)
