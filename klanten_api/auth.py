@@ -179,7 +179,7 @@ class Authorisatie:
         token = bearer_token(authorization)
         if token is None:
             raise GeenToestemming()
-        # before any base64, JSON or HMAC work: a long token costs the server nothing but this comparison
+        # before any base64, JSON or HMAC work: a long token costs no more than finding it in the header
         if len(token) > self.max_token_bytes:
             raise GeenToestemming(*te_lang(self.max_token_bytes))
         sleutel = _digest(token)
