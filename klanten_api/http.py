@@ -58,6 +58,19 @@ def acceptable(accept: str | None) -> bool:
     return False
 
 
+def canonical_content_type(value: str) -> str:
+    """A Content-Type in one spelling: RFC 9110 §8.3.1 makes type, subtype and parameter names case-insensitive
+    and allows whitespace around ';'. Connexion and werkzeug compare it as written, so `APPLICATION/JSON` or
+    `application/json ; charset=utf-8` would otherwise miss their application/json validators."""
+    media, *parameters = value.split(";")
+    out = media.strip().lower()
+    for parameter in parameters:
+        name, eq, waarde = parameter.partition("=")
+        if name.strip():
+            out += f";{name.strip().lower()}{eq}{waarde.strip()}"
+    return out
+
+
 def etag_matches(etag: str, if_none_match: str) -> bool:
     for candidate in if_none_match.split(","):
         candidate = candidate.strip()
@@ -197,10 +210,14 @@ class ZgwHttp:
                     return await self._send_problem(send, 413, base, common, detail=(
                         f"De body is groter dan {self.max_body_bytes} bytes."))
                 # the body is now known in full: declare its length (the WSGI bridge reads nothing of a
-                # chunked body without one, and the handler would see an empty body)
+                # chunked body without one, and the handler would see an empty body); the media type in its
+                # canonical spelling
+                content_type = headers.get("content-type")
                 scope = dict(scope, headers=[(k, v) for k, v in scope["headers"]
-                                             if k not in (b"content-length", b"transfer-encoding")]
-                             + [(b"content-length", str(size).encode())])
+                                             if k not in (b"content-length", b"transfer-encoding", b"content-type")]
+                             + [(b"content-length", str(size).encode())]
+                             + ([] if content_type is None else
+                                [(b"content-type", canonical_content_type(content_type).encode("latin-1"))]))
 
             is_head = method == "HEAD"
             if is_head:
