@@ -19,7 +19,7 @@ from klanten_api.errors import InvalidParam, NietGevonden, ValidatieFout
 from storage.klanten import Klant, KlantnummersUitgeput
 from storage.uow import AuditRegel, Bericht, UnitOfWork, is_unique_violation
 from . import validatie as v
-from .constants import ACTIES, COMPONENT, KANAAL, RESOURCE, SUBJECT_TYPES
+from .constants import ACTIES, COMPONENT, KANAAL, RESOURCE, SUBJECT_TYPES, TOELICHTING_MAX_LENGTE
 from .elfproef import elfproef_fout
 
 PAGINAGROOTTE = 100
@@ -198,6 +198,12 @@ class KlantenService:
             raise ValidatieFout([InvalidParam("nonFieldErrors", *v.INVALID_SUBJECT)])
 
     @staticmethod
+    def _controleer_toelichting(verzoek: Verzoek) -> None:
+        """The X-Audit-Toelichting of a write that stores it, checked before anything else of the request."""
+        if len(verzoek.toelichting) > TOELICHTING_MAX_LENGTE:
+            raise ValidatieFout([InvalidParam("X-Audit-Toelichting", *v.max_length(TOELICHTING_MAX_LENGTE))])
+
+    @staticmethod
     def _uniek_fout() -> ValidatieFout:
         return ValidatieFout([InvalidParam("nonFieldErrors", *v.UNIQUE)])
 
@@ -229,6 +235,7 @@ class KlantenService:
 
     # ---------- operations ----------
     def klant_create(self, body, verzoek: Verzoek) -> dict:
+        self._controleer_toelichting(verzoek)
         waarde, sid, sid_gegeven = self._valideer(body, gedeeltelijk=False, bestaand=None)
         g = self._samengesteld(waarde, sid, sid_gegeven, None)
         gegenereerd = not g["klantnummer"]
@@ -341,6 +348,7 @@ class KlantenService:
 
     def klant_update(self, uuid, body, verzoek: Verzoek, *, gedeeltelijk: bool) -> dict:
         klant_uuid = parse_uuid(uuid)
+        self._controleer_toelichting(verzoek)
         vooraf = None
         if isinstance(body, dict) and isinstance(body.get("subject"), str) and body["subject"].strip():
             # kla-002 makes an HTTP call: validate before the write transaction, never while holding its lock
