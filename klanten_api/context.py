@@ -47,6 +47,8 @@ def verzoek() -> Verzoek:
         user_id=token.get("user_id", ""),
         user_representation=token.get("user_representation", ""),
         toelichting=header_tekst(request.headers.get("X-Audit-Toelichting", "")),
+        # blank counts as absent: no tag given is no version to protect
+        if_match=request.headers.get("If-Match", "").strip() or None,
         logrecord_id=request.headers.get("X-NLX-Logrecord-ID", "")[:255],   # stored (255), never shown
         pad=request.path,
         query=request.query_string.decode("latin-1"),

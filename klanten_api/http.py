@@ -1,12 +1,11 @@
 """The outer ASGI layer around the Connexion app: what applies to every response.
 
 API-version on every answer, HEAD served as GET without a body, ETag / If-None-Match (304) on the
-detail resources, 406 for an unacceptable Accept, a body-size limit (413), the full `Allow` header on
+detail resources (and the ETag of a PUT/PATCH answer), the Content-Type in one spelling, 406 for an unacceptable Accept, a body-size limit (413), the full `Allow` header on
 405, CORS (any origin, as the reference) and one structured log event per request.
 """
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import logging
 import re
@@ -17,11 +16,13 @@ from contextvars import ContextVar
 from starlette.datastructures import Headers
 
 from .errors import PROBLEM_JSON, problem_bytes
+from .etag import etag as etag_of, if_none_match as etag_matches
 from .settings import API_BASE_PATH, API_VERSION
 
 log = logging.getLogger("klanten_api.request")
 
 ETAG_PATHS = re.compile(rf"^{API_BASE_PATH}/klanten/[^/]+(/audittrail/[^/]+)?$")
+KLANT_PATH = re.compile(rf"^{API_BASE_PATH}/klanten/[^/]+$")
 # fixed paths that may appear as such in the request log (any other unmatched path is logged as "(other)")
 KNOWN_PATHS = {f"{API_BASE_PATH}/schema/openapi.yaml", f"{API_BASE_PATH}/schema/openapi.json",
                f"{API_BASE_PATH}/openapi.yaml", f"{API_BASE_PATH}/openapi.json", f"{API_BASE_PATH}/schema/",
@@ -31,7 +32,7 @@ SAFE_PATH = re.compile(rf"^{API_BASE_PATH}/klanten(/{_UUID}(/audittrail(/{_UUID}
 # per-request facts for the request log, filled in by the security check (same task, same context)
 VERZOEK_LOG: ContextVar[dict] = ContextVar("verzoek_log")
 CORS_ALLOW_HEADERS = ("x-requested-with, content-type, accept, origin, authorization, x-csrftoken, user-agent, "
-                      "accept-encoding, accept-crs, content-crs, if-none-match, x-audit-toelichting, "
+                      "accept-encoding, accept-crs, content-crs, if-none-match, if-match, x-audit-toelichting, "
                       "x-nlx-logrecord-id")
 CORS_ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"
 
@@ -69,18 +70,6 @@ def canonical_content_type(value: str) -> str:
         if name.strip():
             out += f";{name.strip().lower()}{eq}{waarde.strip()}"
     return out
-
-
-def etag_matches(etag: str, if_none_match: str) -> bool:
-    for candidate in if_none_match.split(","):
-        candidate = candidate.strip()
-        if candidate == "*":
-            return True
-        if candidate.startswith("W/"):
-            candidate = candidate[2:]
-        if candidate == etag:
-            return True
-    return False
 
 
 def path_templates(spec_paths: dict) -> list[tuple[re.Pattern, str, dict]]:
@@ -222,7 +211,9 @@ class ZgwHttp:
             is_head = method == "HEAD"
             if is_head:
                 scope = dict(scope, method="GET")
-            etag_mode = scope["method"] == "GET" and bool(ETAG_PATHS.match(path))
+            # an ETag on what GET serves, and on the klant a PUT or PATCH answers (the new version, for If-Match)
+            etag_mode = (scope["method"] == "GET" and bool(ETAG_PATHS.match(path))) or (
+                scope["method"] in ("PUT", "PATCH") and bool(KLANT_PATH.match(path)))
             if_none_match = headers.get("if-none-match")
             allow, operations = self._route(path)
             state = {"start": None, "chunks": []}
@@ -256,10 +247,10 @@ class ZgwHttp:
                         if message.get("more_body"):
                             return
                         body = b"".join(state["chunks"])
-                        etag = '"' + hashlib.md5(body, usedforsecurity=False).hexdigest() + '"'
+                        etag = etag_of(body)
                         start = state["start"]
                         hdrs = list(start["headers"]) + [(b"etag", etag.encode())]
-                        if if_none_match and etag_matches(etag, if_none_match):
+                        if if_none_match and scope["method"] == "GET" and etag_matches(etag, if_none_match):
                             await finish(304)
                             hdrs = [(k, v) for k, v in hdrs if k.lower() not in (b"content-type", b"content-length")]
                             await send({"type": "http.response.start", "status": 304, "headers": hdrs})

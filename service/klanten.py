@@ -15,7 +15,8 @@ from urllib.parse import parse_qsl, urlencode
 
 import sqlalchemy as sa
 
-from klanten_api.errors import InvalidParam, NietGevonden, ValidatieFout
+from klanten_api.errors import InvalidParam, NietGevonden, ValidatieFout, VoorwaardeNietVervuld
+from klanten_api.etag import etag_van, if_match
 from storage.klanten import Klant, KlantnummersUitgeput
 from storage.uow import AuditRegel, Bericht, UnitOfWork, is_unique_violation
 from . import validatie as v
@@ -64,6 +65,7 @@ class Verzoek:
     user_id: str = ""
     user_representation: str = ""
     toelichting: str = ""
+    if_match: str | None = None   # the If-Match header of a PUT, PATCH or DELETE
     logrecord_id: str = ""
     pad: str = "/api/v1/klanten"
     query: str = ""
@@ -196,6 +198,14 @@ class KlantenService:
     def _regel_subject(g: dict) -> None:
         if not g["subject"] and not g["subjectIdentificatie"]:
             raise ValidatieFout([InvalidParam("nonFieldErrors", *v.INVALID_SUBJECT)])
+
+    def _controleer_versie(self, klant: Klant, verzoek: Verzoek) -> None:
+        """DECISIONS #27: with If-Match, the write goes ahead only on the version the client named: the ETag
+        that klant_read serves for the klant as it is now. Inside the write transaction, on the locked row, so
+        no other write can come between this check and ours."""
+        if verzoek.if_match is not None and not if_match(etag_van(self.weergave(klant.uuid, klant.gegevens, verzoek)),
+                                                         verzoek.if_match):
+            raise VoorwaardeNietVervuld()
 
     @staticmethod
     def _controleer_toelichting(verzoek: Verzoek) -> None:
@@ -356,6 +366,7 @@ class KlantenService:
                 bestaand = uow.klanten.get(klant_uuid)
             if bestaand is None:
                 raise NietGevonden()
+            self._controleer_versie(bestaand, verzoek)     # early, to spare the subject fetch; checked again below
             vooraf = self._valideer(body, gedeeltelijk=gedeeltelijk, bestaand=bestaand)
         actie = "partial_update" if gedeeltelijk else "update"
         try:
@@ -363,6 +374,7 @@ class KlantenService:
                 huidig = uow.klanten.get(klant_uuid, for_update=True)
                 if huidig is None:             # unknown, or deleted while we validated
                     raise NietGevonden()
+                self._controleer_versie(huidig, verzoek)
                 # without a subject to fetch, validation needs no network: do it here, in one transaction
                 waarde, sid, sid_gegeven = vooraf or self._valideer(body, gedeeltelijk=gedeeltelijk, bestaand=huidig)
                 g = self._samengesteld(waarde, sid, sid_gegeven, huidig.gegevens)
@@ -394,6 +406,7 @@ class KlantenService:
             klant = uow.klanten.get(klant_uuid, for_update=True)
             if klant is None:
                 raise NietGevonden()
+            self._controleer_versie(klant, verzoek)
             url = verzoek.klant_url(klant_uuid)
             uow.audittrail.verwijder_van_klant(klant.id)
             uow.klanten.verwijderen(klant.id)
