@@ -1,8 +1,9 @@
 """The outer ASGI layer around the Connexion app: what applies to every response.
 
 API-version on every answer, HEAD served as GET without a body, ETag / If-None-Match (304) on the
-detail resources (and the ETag of a PUT/PATCH answer), the Content-Type in one spelling, 406 for an unacceptable Accept, a body-size limit (413), the full `Allow` header on
-405, CORS (any origin, as the reference) and one structured log event per request.
+detail resources (and the ETag of a PUT/PATCH answer), the request's Content-Type in one spelling, 406
+for an unacceptable Accept, a body-size limit (413), the full `Allow` header on 405, CORS (any origin,
+as the reference) and one structured log event per request.
 """
 from __future__ import annotations
 

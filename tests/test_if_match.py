@@ -147,8 +147,9 @@ def test_the_answer_etag_of_a_nested_klant_matches_get_on_this_database(api, sub
     assert r.status_code == 201, r.text
     url = r.json()["url"]
     etag = huidig(api, url)[1]
-    for methode, body in (("PATCH", {"subjectIdentificatie": {"voornamen": "Anaïs", "verblijfsadres": {
-                              "aoaIdentificatie": "2", "gorOpenbareRuimteNaam": "Dorpsstraat", "aoaHuisnummer": 4}}, "adres": {"postcode": "1234AB"}}),
+    verhuisd = {"aoaIdentificatie": "2", "gorOpenbareRuimteNaam": "Dorpsstraat", "aoaHuisnummer": 4}
+    for methode, body in (("PATCH", {"subjectIdentificatie": {"voornamen": "Anaïs", "verblijfsadres": verhuisd},
+                                     "adres": {"postcode": "1234AB"}}),
                           ("PUT", klant_body(subject=subject_url, subjectIdentificatie={"geslachtsnaam": "Ølsen"},
                                              adres={"woonplaatsNaam": "Ürk", "huisnummer": 2})),
                           ("PATCH", {"subjectIdentificatie": None})):
@@ -158,7 +159,7 @@ def test_the_answer_etag_of_a_nested_klant_matches_get_on_this_database(api, sub
         assert huidig(api, url) == (r.json(), etag), methode
 
 
-def test_star_matches_any_current_version(api, engine, klant):
+def test_star_matches_any_current_version(api, klant):
     assert api.patch(klant["url"], {"functie": "a"}, headers={"If-Match": "*"}).status_code == 200
     assert api.put(klant["url"], klant_body(functie="b"), headers={"If-Match": "*"}).status_code == 200
     assert api.delete(klant["url"], headers={"If-Match": "*"}).status_code == 204
@@ -208,7 +209,8 @@ def test_concurrent_conditional_patches_one_wins(api, engine, klant):
     def schrijf(i: int) -> None:
         sessie = Api(api.base)
         start.wait(10)
-        uitkomsten.append(sessie.patch(klant["url"], {"functie": f"client {i}"}, headers={"If-Match": etag}).status_code)
+        r = sessie.patch(klant["url"], {"functie": f"client {i}"}, headers={"If-Match": etag})
+        uitkomsten.append(r.status_code)
 
     draden = [threading.Thread(target=schrijf, args=(i,)) for i in range(8)]
     for d in draden:
