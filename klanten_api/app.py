@@ -8,7 +8,6 @@ from pathlib import Path
 import connexion
 import flask
 import yaml
-from connexion.jsonifier import Jsonifier
 from connexion.lifecycle import ConnexionResponse
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
@@ -23,6 +22,7 @@ from storage.database import make_engine
 from .auth import Authorisatie, controleer_geheimen, load_applicaties
 from .context import EXTENSION, Diensten
 from .errors import PROBLEM_JSON, from_exception
+from .etag import JSONIFIER
 from .logging import harden_library_loggers
 from .http import ZgwHttp, public_base
 from .ops import Metrics, OpsEndpoints
@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None, *, engine=None):
     )
     app.add_api(SPEC_PATH, base_path=API_BASE_PATH, resolver=OperationIdResolver(), strict_validation=False,
                 validate_responses=settings.validate_responses,
-                jsonifier=Jsonifier(json, separators=(",", ":"), ensure_ascii=False))
+                jsonifier=JSONIFIER)
     for exc in (Exception,):
         app.add_error_handler(exc, _error_handler(settings))
     from starlette.exceptions import HTTPException

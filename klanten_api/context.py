@@ -22,6 +22,19 @@ def diensten() -> Diensten:
     return flask.current_app.extensions[EXTENSION]
 
 
+def header_tekst(waarde: str) -> str:
+    """A free-text header value as the client wrote it. HTTP carries header values as bytes and the WSGI bridge
+    hands them over decoded as latin-1, while clients send UTF-8 (é arrives as two bytes, shown as "Ã©").
+    Bytes that are not valid UTF-8 stay read as latin-1: RFC 9110 §5.5's historical charset, what the
+    reference stores for such clients, and latin-1 Dutch text is practically never valid UTF-8 (é followed
+    by a letter is not). Control characters become spaces, as in the other audit texts."""
+    try:
+        tekst = waarde.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        tekst = waarde
+    return "".join(c if c.isprintable() else " " for c in tekst)
+
+
 def verzoek() -> Verzoek:
     request = flask.request
     settings = diensten().settings
@@ -33,7 +46,9 @@ def verzoek() -> Verzoek:
         applicatie_label=token.get("applicatie_label", ""),
         user_id=token.get("user_id", ""),
         user_representation=token.get("user_representation", ""),
-        toelichting=request.headers.get("X-Audit-Toelichting", ""),
+        toelichting=header_tekst(request.headers.get("X-Audit-Toelichting", "")),
+        # blank counts as absent: no tag given is no version to protect
+        if_match=request.headers.get("If-Match", "").strip() or None,
         logrecord_id=request.headers.get("X-NLX-Logrecord-ID", "")[:255],   # stored (255), never shown
         pad=request.path,
         query=request.query_string.decode("latin-1"),

@@ -1,12 +1,12 @@
 """The outer ASGI layer around the Connexion app: what applies to every response.
 
 API-version on every answer, HEAD served as GET without a body, ETag / If-None-Match (304) on the
-detail resources, 406 for an unacceptable Accept, a body-size limit (413), the full `Allow` header on
-405, CORS (any origin, as the reference) and one structured log event per request.
+detail resources (and the ETag of a PUT/PATCH answer), the request's Content-Type in one spelling, 406
+for an unacceptable Accept, a body-size limit (413), the full `Allow` header on 405, CORS (any origin,
+as the reference) and one structured log event per request.
 """
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import logging
 import re
@@ -17,11 +17,13 @@ from contextvars import ContextVar
 from starlette.datastructures import Headers
 
 from .errors import PROBLEM_JSON, problem_bytes
+from .etag import etag as etag_of, if_none_match as etag_matches
 from .settings import API_BASE_PATH, API_VERSION
 
 log = logging.getLogger("klanten_api.request")
 
 ETAG_PATHS = re.compile(rf"^{API_BASE_PATH}/klanten/[^/]+(/audittrail/[^/]+)?$")
+KLANT_PATH = re.compile(rf"^{API_BASE_PATH}/klanten/[^/]+$")
 # fixed paths that may appear as such in the request log (any other unmatched path is logged as "(other)")
 KNOWN_PATHS = {f"{API_BASE_PATH}/schema/openapi.yaml", f"{API_BASE_PATH}/schema/openapi.json",
                f"{API_BASE_PATH}/openapi.yaml", f"{API_BASE_PATH}/openapi.json", f"{API_BASE_PATH}/schema/",
@@ -31,7 +33,7 @@ SAFE_PATH = re.compile(rf"^{API_BASE_PATH}/klanten(/{_UUID}(/audittrail(/{_UUID}
 # per-request facts for the request log, filled in by the security check (same task, same context)
 VERZOEK_LOG: ContextVar[dict] = ContextVar("verzoek_log")
 CORS_ALLOW_HEADERS = ("x-requested-with, content-type, accept, origin, authorization, x-csrftoken, user-agent, "
-                      "accept-encoding, accept-crs, content-crs, if-none-match, x-audit-toelichting, "
+                      "accept-encoding, accept-crs, content-crs, if-none-match, if-match, x-audit-toelichting, "
                       "x-nlx-logrecord-id")
 CORS_ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"
 
@@ -58,16 +60,17 @@ def acceptable(accept: str | None) -> bool:
     return False
 
 
-def etag_matches(etag: str, if_none_match: str) -> bool:
-    for candidate in if_none_match.split(","):
-        candidate = candidate.strip()
-        if candidate == "*":
-            return True
-        if candidate.startswith("W/"):
-            candidate = candidate[2:]
-        if candidate == etag:
-            return True
-    return False
+def canonical_content_type(value: str) -> str:
+    """A Content-Type in one spelling: RFC 9110 §8.3.1 makes type, subtype and parameter names case-insensitive
+    and allows whitespace around ';'. Connexion and werkzeug compare it as written, so `APPLICATION/JSON` or
+    `application/json ; charset=utf-8` would otherwise miss their application/json validators."""
+    media, *parameters = value.split(";")
+    out = media.strip().lower()
+    for parameter in parameters:
+        name, eq, waarde = parameter.partition("=")
+        if name.strip():
+            out += f";{name.strip().lower()}{eq}{waarde.strip()}"
+    return out
 
 
 def path_templates(spec_paths: dict) -> list[tuple[re.Pattern, str, dict]]:
@@ -197,15 +200,21 @@ class ZgwHttp:
                     return await self._send_problem(send, 413, base, common, detail=(
                         f"De body is groter dan {self.max_body_bytes} bytes."))
                 # the body is now known in full: declare its length (the WSGI bridge reads nothing of a
-                # chunked body without one, and the handler would see an empty body)
+                # chunked body without one, and the handler would see an empty body); the media type in its
+                # canonical spelling
+                content_type = headers.get("content-type")
                 scope = dict(scope, headers=[(k, v) for k, v in scope["headers"]
-                                             if k not in (b"content-length", b"transfer-encoding")]
-                             + [(b"content-length", str(size).encode())])
+                                             if k not in (b"content-length", b"transfer-encoding", b"content-type")]
+                             + [(b"content-length", str(size).encode())]
+                             + ([] if content_type is None else
+                                [(b"content-type", canonical_content_type(content_type).encode("latin-1"))]))
 
             is_head = method == "HEAD"
             if is_head:
                 scope = dict(scope, method="GET")
-            etag_mode = scope["method"] == "GET" and bool(ETAG_PATHS.match(path))
+            # an ETag on what GET serves, and on the klant a PUT or PATCH answers (the new version, for If-Match)
+            etag_mode = (scope["method"] == "GET" and bool(ETAG_PATHS.match(path))) or (
+                scope["method"] in ("PUT", "PATCH") and bool(KLANT_PATH.match(path)))
             if_none_match = headers.get("if-none-match")
             allow, operations = self._route(path)
             state = {"start": None, "chunks": []}
@@ -239,10 +248,10 @@ class ZgwHttp:
                         if message.get("more_body"):
                             return
                         body = b"".join(state["chunks"])
-                        etag = '"' + hashlib.md5(body, usedforsecurity=False).hexdigest() + '"'
+                        etag = etag_of(body)
                         start = state["start"]
                         hdrs = list(start["headers"]) + [(b"etag", etag.encode())]
-                        if if_none_match and etag_matches(etag, if_none_match):
+                        if if_none_match and scope["method"] == "GET" and etag_matches(etag, if_none_match):
                             await finish(304)
                             hdrs = [(k, v) for k, v in hdrs if k.lower() not in (b"content-type", b"content-length")]
                             await send({"type": "http.response.start", "status": 304, "headers": hdrs})

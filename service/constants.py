@@ -15,6 +15,10 @@ KANAAL = "klanten"          # notification channel
 RESOURCE = "klant"          # resource name in notifications and audit rows
 KENMERK_SUBJECT_TYPE = "subject_type"   # kanaal filter name (snake_case, as the reference registers it)
 
+# X-Audit-Toelichting: the spec gives the audit trail's toelichting no maxLength; a reason for a request fits in
+# this many characters, and an audit record must not silently be cut, so a longer one is refused (400)
+TOELICHTING_MAX_LENGTE = 1000
+
 SUBJECT_TYPES = ("natuurlijk_persoon", "niet_natuurlijk_persoon", "vestiging")
 
 # actie -> actieWeergave in the audit trail

@@ -15,11 +15,12 @@ from urllib.parse import parse_qsl, urlencode
 
 import sqlalchemy as sa
 
-from klanten_api.errors import InvalidParam, NietGevonden, ValidatieFout
+from klanten_api.errors import InvalidParam, NietGevonden, ValidatieFout, VoorwaardeNietVervuld
+from klanten_api.etag import etag_van, if_match
 from storage.klanten import Klant, KlantnummersUitgeput
 from storage.uow import AuditRegel, Bericht, UnitOfWork, is_unique_violation
 from . import validatie as v
-from .constants import ACTIES, COMPONENT, KANAAL, RESOURCE, SUBJECT_TYPES
+from .constants import ACTIES, COMPONENT, KANAAL, RESOURCE, SUBJECT_TYPES, TOELICHTING_MAX_LENGTE
 from .elfproef import elfproef_fout
 
 PAGINAGROOTTE = 100
@@ -64,6 +65,7 @@ class Verzoek:
     user_id: str = ""
     user_representation: str = ""
     toelichting: str = ""
+    if_match: str | None = None   # the If-Match header of a PUT, PATCH or DELETE
     logrecord_id: str = ""
     pad: str = "/api/v1/klanten"
     query: str = ""
@@ -197,6 +199,20 @@ class KlantenService:
         if not g["subject"] and not g["subjectIdentificatie"]:
             raise ValidatieFout([InvalidParam("nonFieldErrors", *v.INVALID_SUBJECT)])
 
+    def _controleer_versie(self, klant: Klant, verzoek: Verzoek) -> None:
+        """DECISIONS #27: with If-Match, the write goes ahead only on the version the client named: the ETag
+        that klant_read serves for the klant as it is now. Inside the write transaction, on the locked row, so
+        no other write can come between this check and ours."""
+        if verzoek.if_match is not None and not if_match(etag_van(self.weergave(klant.uuid, klant.gegevens, verzoek)),
+                                                         verzoek.if_match):
+            raise VoorwaardeNietVervuld()
+
+    @staticmethod
+    def _controleer_toelichting(verzoek: Verzoek) -> None:
+        """The X-Audit-Toelichting of a write that stores it, checked before anything else of the request."""
+        if len(verzoek.toelichting) > TOELICHTING_MAX_LENGTE:
+            raise ValidatieFout([InvalidParam("X-Audit-Toelichting", *v.max_length(TOELICHTING_MAX_LENGTE))])
+
     @staticmethod
     def _uniek_fout() -> ValidatieFout:
         return ValidatieFout([InvalidParam("nonFieldErrors", *v.UNIQUE)])
@@ -229,6 +245,7 @@ class KlantenService:
 
     # ---------- operations ----------
     def klant_create(self, body, verzoek: Verzoek) -> dict:
+        self._controleer_toelichting(verzoek)
         waarde, sid, sid_gegeven = self._valideer(body, gedeeltelijk=False, bestaand=None)
         g = self._samengesteld(waarde, sid, sid_gegeven, None)
         gegenereerd = not g["klantnummer"]
@@ -341,6 +358,7 @@ class KlantenService:
 
     def klant_update(self, uuid, body, verzoek: Verzoek, *, gedeeltelijk: bool) -> dict:
         klant_uuid = parse_uuid(uuid)
+        self._controleer_toelichting(verzoek)
         vooraf = None
         if isinstance(body, dict) and isinstance(body.get("subject"), str) and body["subject"].strip():
             # kla-002 makes an HTTP call: validate before the write transaction, never while holding its lock
@@ -348,6 +366,7 @@ class KlantenService:
                 bestaand = uow.klanten.get(klant_uuid)
             if bestaand is None:
                 raise NietGevonden()
+            self._controleer_versie(bestaand, verzoek)     # early, to spare the subject fetch; checked again below
             vooraf = self._valideer(body, gedeeltelijk=gedeeltelijk, bestaand=bestaand)
         actie = "partial_update" if gedeeltelijk else "update"
         try:
@@ -355,6 +374,7 @@ class KlantenService:
                 huidig = uow.klanten.get(klant_uuid, for_update=True)
                 if huidig is None:             # unknown, or deleted while we validated
                     raise NietGevonden()
+                self._controleer_versie(huidig, verzoek)
                 # without a subject to fetch, validation needs no network: do it here, in one transaction
                 waarde, sid, sid_gegeven = vooraf or self._valideer(body, gedeeltelijk=gedeeltelijk, bestaand=huidig)
                 g = self._samengesteld(waarde, sid, sid_gegeven, huidig.gegevens)
@@ -386,6 +406,7 @@ class KlantenService:
             klant = uow.klanten.get(klant_uuid, for_update=True)
             if klant is None:
                 raise NietGevonden()
+            self._controleer_versie(klant, verzoek)
             url = verzoek.klant_url(klant_uuid)
             uow.audittrail.verwijder_van_klant(klant.id)
             uow.klanten.verwijderen(klant.id)

@@ -129,6 +129,64 @@ def test_each_write_stores_its_own_toelichting(api):
     assert [r["toelichting"] for r in regels(api, klant["url"])] == ["een", "", "drie", "vier"]
 
 
+NEDERLANDS = "Verhuisd naar de Ëikenlaan; café-eigenaar, één brief, € 25 (ongeveer), 🏠✉️ – ‘zie’ dossier"
+
+
+def test_toelichting_in_utf8_is_stored_as_sent(api):
+    """Clients send X-Audit-Toelichting as UTF-8 bytes: é, ë, €, an emoji come back unchanged (not "Ã©")."""
+    klant = maak(api, headers={"X-Audit-Toelichting": NEDERLANDS.encode("utf-8")})
+    assert api.patch(klant["url"], {"functie": "a"},
+                     headers={"X-Audit-Toelichting": "één".encode("utf-8")}).status_code == 200
+    assert api.put(klant["url"], klant_body(functie="b"),
+                   headers={"X-Audit-Toelichting": "Noël 🎄".encode("utf-8")}).status_code == 200
+    assert [r["toelichting"] for r in regels(api, klant["url"])] == [NEDERLANDS, "één", "Noël 🎄"]
+    eerste = regels(api, klant["url"])[0]
+    assert api.get(f'{klant["url"]}/audittrail/{eerste["uuid"]}').json()["toelichting"] == NEDERLANDS
+
+
+def test_toelichting_in_latin1_is_read_as_latin1(api):
+    """Bytes that are not valid UTF-8 are the historical latin-1 of HTTP headers (RFC 9110 §5.5)."""
+    klant = maak(api, headers={"X-Audit-Toelichting": "café, één".encode("latin-1")})
+    assert [r["toelichting"] for r in regels(api, klant["url"])] == ["café, één"]
+
+
+def test_control_characters_in_the_toelichting_become_spaces(api):
+    klant = maak(api, headers={"X-Audit-Toelichting": "een\ttwee\u0085drie\u200bvier".encode("utf-8")})
+    assert [r["toelichting"] for r in regels(api, klant["url"])] == ["een twee drie vier"]
+
+
+def assert_toelichting_te_lang(r) -> None:
+    assert r.status_code == 400, r.text[:500]
+    assert r.headers["Content-Type"] == PROBLEM
+    body = r.json()
+    assert (body["code"], body["title"], body["detail"]) == ("invalid", "Invalid input.",
+                                                             "Er is een validatiefout opgetreden.")
+    assert body["invalidParams"] == [{"name": "X-Audit-Toelichting", "code": "max_length",
+                                      "reason": "Zorg ervoor dat dit veld niet meer dan 1000 karakters bevat."}]
+
+
+def test_toelichting_of_1000_characters_is_stored(api):
+    lang = ("é" * 999 + "🏠").encode("utf-8")          # 1000 characters, 2002 bytes
+    klant = maak(api, headers={"X-Audit-Toelichting": lang})
+    assert [r["toelichting"] for r in regels(api, klant["url"])] == ["é" * 999 + "🏠"]
+
+
+@pytest.mark.parametrize("lengte", [1001, 5 * 1024 * 1024], ids=["1001 characters", "5 MiB"])
+def test_overlong_toelichting_is_refused_and_nothing_is_written(api, lengte):
+    """No maxLength in the spec; an audit record must not be cut silently: 400 on the header, nothing written."""
+    klant = maak(api)
+    voor = regels(api, klant["url"])
+    te_lang = b"a" * lengte
+    assert_toelichting_te_lang(api.post("/klanten", klant_body(klantnummer="2"),
+                                        headers={"X-Audit-Toelichting": te_lang}))
+    assert_toelichting_te_lang(api.patch(klant["url"], {"functie": "x"}, headers={"X-Audit-Toelichting": te_lang}))
+    assert_toelichting_te_lang(api.put(klant["url"], klant_body(functie="x"),
+                                       headers={"X-Audit-Toelichting": te_lang}))
+    assert api.get("/klanten").json()["count"] == 1
+    assert api.get(klant["url"]).json() == klant
+    assert regels(api, klant["url"]) == voor
+
+
 def test_rows_are_ordered_by_time_and_chain_oud_to_nieuw(api):
     klant = maak(api)
     antwoorden = [klant]

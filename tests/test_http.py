@@ -429,6 +429,40 @@ def test_201_for_json_with_a_charset(api):
     assert r.json()["klantnummer"] == "1111"
 
 
+JSON_SPELLINGS = ["APPLICATION/JSON", "Application/Json", "application/json ; x=y", "application/json ;charset=utf-8",
+                  "Application/JSON; Charset=UTF-8", "application/json\t;\tcharset=utf-8"]
+
+
+@pytest.mark.parametrize("content_type", JSON_SPELLINGS)
+def test_json_media_type_is_case_insensitive_and_allows_whitespace_around_parameters(api, content_type):
+    """RFC 9110 §8.3.1: type, subtype and parameter names are case-insensitive; whitespace may surround ';'."""
+    r = api.post("/klanten", data=json.dumps(klant_body()).encode(), headers={"Content-Type": content_type})
+    assert r.status_code == 201, r.text
+    url = r.json()["url"]
+    r = api.put(url, data=json.dumps(klant_body(functie="put")).encode(), headers={"Content-Type": content_type})
+    assert r.status_code == 200, r.text
+    assert r.json()["functie"] == "put"
+    r = api.patch(url, data=json.dumps({"functie": "patch"}).encode(), headers={"Content-Type": content_type})
+    assert r.status_code == 200, r.text
+    assert api.get(url).json()["functie"] == "patch"
+
+
+@pytest.mark.parametrize("content_type, media_type", [("TEXT/PLAIN", "text/plain"),
+                                                      ("application/xml ; charset=utf-8", "application/xml"),
+                                                      ("application/jsonx ; x=y", "application/jsonx")])
+def test_415_for_another_type_in_any_spelling_has_the_dutch_detail(api, klant, content_type, media_type):
+    detail = f'Ongeldige media type "{media_type}" in aanvraag.'
+    r = api.post("/klanten", data=json.dumps(klant_body(klantnummer="2")).encode(),
+                 headers={"Content-Type": content_type})
+    assert_problem(r, 415, UNSUPPORTED, detail)
+    for method in ("PUT", "PATCH"):
+        r = api.request(method, klant["url"], data=json.dumps(klant_body(functie="x")).encode(),
+                        headers={"Content-Type": content_type})
+        assert_problem(r, 415, UNSUPPORTED, detail)
+    assert api.get("/klanten").json()["count"] == 1
+    assert api.get(klant["url"]).json() == klant
+
+
 def assert_parse_error(r, detail: str) -> None:
     """reference §2.4 (code, title, detail); the spec's 400 is a ValidatieFout, so the one problem is also listed
     in invalidParams (the reference omits invalidParams here)."""
