@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import connexion
@@ -96,7 +97,8 @@ def create_app(settings: Settings | None = None, *, engine=None):
     engine = engine or make_engine(settings.database_url, pool_size=settings.db_pool_size,
                                    max_overflow=settings.db_max_overflow, pool_timeout=settings.db_pool_timeout,
                                    statement_timeout_ms=settings.db_statement_timeout_ms,
-                                   lock_timeout_ms=settings.db_lock_timeout_ms)
+                                   lock_timeout_ms=settings.db_lock_timeout_ms,
+                                   network_timeout=settings.db_network_timeout)
     harden_library_loggers()
     subjectcontrole = SubjectControle(timeout=settings.subject_timeout, max_bytes=settings.subject_max_bytes,
                                       allowed_hosts=settings.subject_allowed_hosts)
@@ -206,4 +208,9 @@ def create_app_from_env():
     """Entry point for uvicorn's --factory (each worker process builds its own app)."""
     from .logging import configure_logging
     configure_logging()
-    return create_app(Settings.from_env())
+    settings = Settings.from_env()
+    if settings.serve_pid and settings.serve_pid != os.getpid():
+        # a worker of `serve --workers N` (with one worker the app runs in `serve` itself)
+        from .proces import eindig_met_ouder
+        eindig_met_ouder(settings.serve_pid)
+    return create_app(settings)

@@ -9,23 +9,28 @@ from .settings import ConfigError, Settings
 
 
 def _migrate(settings: Settings) -> None:
-    from storage.database import normaliseer_url
+    """Wait for the database (KLANTEN_DB_WAIT_SECONDS), then bring it to the newest schema."""
+    from storage.database import normaliseer_url, wacht_op_database
     from storage.migrate import upgrade
+    wacht_op_database(settings.database_url, wacht_seconden=settings.db_wait_seconds,
+                      network_timeout=settings.db_network_timeout)
     upgrade(normaliseer_url(settings.database_url))
 
 
 def cmd_serve(args, settings: Settings) -> int:
     import uvicorn
     from .auth import controleer_geheimen, load_applicaties
+    from .logging import configure_logging
     controleer_geheimen(settings, load_applicaties(settings.auth_config))   # a bad file stops start-up here
+    configure_logging()
     _migrate(settings)
+    # the workers (separate processes from --workers 2 on) end when this process is gone (klanten_api/proces.py)
+    os.environ["KLANTEN_SERVE_PID"] = str(os.getpid())
     relay = None
     if settings.notifications_api_url and settings.notifications_relay:
         # one relay process for all workers (notificaties/proces.py); the workers, which read their settings
         # from the environment, run none and wake it through its socket after each commit that queued a message
         from notificaties.proces import RelayProces
-        from .logging import configure_logging
-        configure_logging()
         relay = RelayProces().start()
         os.environ["KLANTEN_NOTIFICATIONS_RELAY"] = "false"
         os.environ["KLANTEN_NOTIFICATIONS_RELAY_WEKKER"] = relay.wekker_adres
@@ -40,6 +45,8 @@ def cmd_serve(args, settings: Settings) -> int:
 
 
 def cmd_migrate(args, settings: Settings) -> int:
+    from .logging import configure_logging
+    configure_logging()
     _migrate(settings)
     print("database is at the newest schema")
     return 0
@@ -82,12 +89,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    settings = None
     try:
         settings = Settings.from_env()
         return args.func(args, settings)
     except ConfigError as exc:
         print(f"klanten-api: configuration error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        if settings is None or not _database_onbereikbaar(exc, settings):
+            raise
+        return 1
+
+
+def _database_onbereikbaar(exc: Exception, settings: Settings) -> bool:
+    """The database could not be reached (at start-up, or lost during the migration): one JSON line on stderr,
+    no traceback. Anything else is a bug and keeps its traceback."""
+    import logging
+
+    import sqlalchemy.exc as sa_exc
+    from storage.database import DatabaseOnbereikbaar, beschrijving
+    from .logging import configure_logging
+    if isinstance(exc, DatabaseOnbereikbaar):
+        reden, extra = exc.reden, {"attempts": exc.pogingen, "waited_seconds": round(exc.gewacht, 1)}
+    elif isinstance(exc, sa_exc.OperationalError):
+        reden, extra = type(exc.orig).__name__, {}
+    else:
+        return False
+    log = logging.getLogger("klanten_api.database")
+    if not log.hasHandlers():
+        configure_logging()
+    log.error("the database is unreachable: giving up", extra={
+        "event": "db_unreachable", "reason": reden, **extra, **beschrijving(settings.database_url)})
+    return True
 
 
 if __name__ == "__main__":

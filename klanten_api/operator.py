@@ -11,7 +11,8 @@ from .settings import ConfigError, Settings
 
 def _engine(settings: Settings):
     from storage.database import make_engine
-    return make_engine(settings.database_url, pool_size=2, max_overflow=2)
+    return make_engine(settings.database_url, pool_size=2, max_overflow=2,
+                       network_timeout=settings.db_network_timeout)
 
 
 def cmd_list(args, settings: Settings) -> int:

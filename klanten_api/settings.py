@@ -30,6 +30,20 @@ def _float(env: dict, name: str, default: float) -> float:
     return value
 
 
+def _seconden(env: dict, name: str, default: float) -> float:
+    """A number of seconds where 0 means "not at all"."""
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
 def _int(env: dict, name: str, default: int) -> int:
     raw = env.get(name)
     if raw in (None, ""):
@@ -100,6 +114,9 @@ class Settings:
     db_lock_timeout_ms: int = 10_000
     auth_max_token_bytes: int = 8192          # longer bearer tokens are refused before any JWT work
     auth_token_cache_bytes: int = 4_194_304   # per process: verified tokens remembered (by digest); 0: off
+    db_network_timeout: float = 10.0     # seconds until a connect, or sent data the database does not acknowledge, fails
+    db_wait_seconds: float = 60.0        # `serve`/`migrate`: how long to wait for an unreachable database at start
+    serve_pid: int = 0                   # set by `serve` for its workers: they end when this process is gone
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -152,6 +169,9 @@ class Settings:
             auth_max_token_bytes=_positief(_int(env, "KLANTEN_AUTH_MAX_TOKEN_BYTES", cls.auth_max_token_bytes),
                                            "KLANTEN_AUTH_MAX_TOKEN_BYTES"),
             auth_token_cache_bytes=_int(env, "KLANTEN_AUTH_TOKEN_CACHE_BYTES", cls.auth_token_cache_bytes),
+            db_network_timeout=_float(env, "KLANTEN_DB_NETWORK_TIMEOUT", cls.db_network_timeout),
+            db_wait_seconds=_seconden(env, "KLANTEN_DB_WAIT_SECONDS", cls.db_wait_seconds),
+            serve_pid=_int(env, "KLANTEN_SERVE_PID", cls.serve_pid),
         )
 
     def rate_limit_parts(self) -> tuple[int, float] | None:

@@ -1,9 +1,13 @@
 """Engine construction: explicit pool settings, SQLite made safe for several threads and processes."""
 from __future__ import annotations
 
+import logging
+import math
 import time
 
 import sqlalchemy as sa
+
+log = logging.getLogger("klanten_api.database")
 
 # A pooled PostgreSQL connection that rested longer than this is pinged before use (see make_engine).
 PING_NA_RUST_SECONDEN = 1.0
@@ -17,8 +21,25 @@ def normaliseer_url(url: str) -> str:
     return url
 
 
+def netwerk_args(network_timeout: float) -> dict:
+    """libpq parameters that bound how long a connection waits for a database it can no longer reach.
+
+    statement_timeout and lock_timeout are enforced by the server: when the network between us and PostgreSQL
+    is gone (a partition, a host that vanished without closing its sockets) nothing would end a statement in
+    flight or a ping of a pooled connection for the kernel's ~15 minutes of retransmissions. So: a connect
+    timeout; tcp_user_timeout (Linux), the longest that sent data may stay unacknowledged; and TCP keepalives,
+    which make a connection that is waiting for an answer send something, so that tcp_user_timeout also ends
+    a wait for a reply that never comes. A long statement of a reachable server is not affected: its kernel
+    acknowledges the probes."""
+    seconden = max(1, round(network_timeout / 3))
+    return {"connect_timeout": max(2, math.ceil(network_timeout)),    # libpq: whole seconds, at least 2
+            "keepalives": 1, "keepalives_idle": seconden, "keepalives_interval": seconden, "keepalives_count": 3,
+            "tcp_user_timeout": int(network_timeout * 1000)}
+
+
 def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool_timeout: float = 10.0,
-                statement_timeout_ms: int = 30_000, lock_timeout_ms: int = 10_000) -> sa.Engine:
+                statement_timeout_ms: int = 30_000, lock_timeout_ms: int = 10_000,
+                network_timeout: float = 10.0) -> sa.Engine:
     url = normaliseer_url(url)
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
@@ -47,7 +68,7 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool_t
     engine = sa.create_engine(
         url, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout,
         connect_args={"options": f"-c statement_timeout={statement_timeout_ms} -c lock_timeout={lock_timeout_ms}",
-                      "connect_timeout": 10},
+                      **netwerk_args(network_timeout)},
     )
 
     # Pessimistic disconnect handling, but only for connections that rested: one that came back to the pool a
@@ -70,3 +91,64 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool_t
             raise sa.exc.DisconnectionError() from exc   # the pool discards it and tries another connection
 
     return engine
+
+
+class DatabaseOnbereikbaar(Exception):
+    """The database could not be reached at start-up within the configured wait."""
+
+    def __init__(self, reden: str, pogingen: int, gewacht: float):
+        super().__init__(reden)
+        self.reden, self.pogingen, self.gewacht = reden, pogingen, gewacht
+
+
+def beschrijving(url: str) -> dict:
+    """Where the database is, for log lines: host, port and name, never the user's password."""
+    u = sa.engine.make_url(normaliseer_url(url))
+    return {"database_host": u.host or "", "database_port": u.port, "database_name": u.database or ""}
+
+
+def _reden(exc: BaseException, url: str) -> str:
+    """The driver's first line (e.g. 'Connection refused'), which says what is wrong; a password is masked."""
+    orig = getattr(exc, "orig", None) or exc
+    tekst = (str(orig).strip().splitlines() or [type(orig).__name__])[0][:300]
+    wachtwoord = sa.engine.make_url(normaliseer_url(url)).password
+    return tekst.replace(wachtwoord, "***") if wachtwoord else tekst
+
+
+def wacht_op_database(url: str, *, wacht_seconden: float, network_timeout: float = 10.0) -> None:
+    """Connect once, retrying with a growing pause for up to `wacht_seconden` (0: one attempt).
+
+    An orchestrator may start the server before its database: then `serve` waits instead of failing at once,
+    one log line per attempt (event db_waiting). SQLite is a file: waiting would not make it appear."""
+    url = normaliseer_url(url)
+    if url.startswith("sqlite"):
+        wacht_seconden = 0
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    else:
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=netwerk_args(network_timeout))
+    begin = time.monotonic()
+    deadline = begin + wacht_seconden
+    pauze, poging = 0.5, 0
+    try:
+        while True:
+            poging += 1
+            try:
+                with engine.connect() as conn:
+                    conn.exec_driver_sql("SELECT 1")
+                if poging > 1:
+                    log.info("database reachable", extra={"event": "db_reachable", "attempt": poging,
+                                                          **beschrijving(url)})
+                return
+            except sa.exc.DBAPIError as exc:
+                reden = _reden(exc, url)
+                rest = deadline - time.monotonic()
+                if rest <= 0:
+                    raise DatabaseOnbereikbaar(reden, poging, time.monotonic() - begin) from None
+                pauze_nu = min(pauze, rest)
+                log.warning("waiting for the database", extra={
+                    "event": "db_waiting", "attempt": poging, "retry_in_seconds": round(pauze_nu, 1),
+                    "reason": reden, **beschrijving(url)})
+                time.sleep(pauze_nu)
+                pauze = min(pauze * 2, 5.0)
+    finally:
+        engine.dispose()

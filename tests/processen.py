@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +13,12 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 30.0          # seconds until GET /api/v1/schema/openapi.yaml must answer
+# the command line of this checkout's own code (PYTHONPATH, proces_env), whichever checkout the venv was made in
+KLANTEN_API = [sys.executable, "-m", "klanten_api.cli"]
+
+
+def proces_env(env: dict) -> dict:
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT), **env}
 
 
 def vrije_poort() -> int:
@@ -56,8 +63,8 @@ def doden(pids) -> None:
 class ServeProces:
     """`klanten-api serve --workers N` as a subprocess, its output in a file."""
 
-    def __init__(self, env: dict, log: Path, *, workers: int = 2):
-        self.poort = vrije_poort()
+    def __init__(self, env: dict, log: Path, *, workers: int = 2, poort: int | None = None):
+        self.poort = poort or vrije_poort()
         self.url = f"http://127.0.0.1:{self.poort}"
         self.root = f"{self.url}/api/v1"
         self.log = log
@@ -65,9 +72,8 @@ class ServeProces:
         self.gezien: set[int] = set()          # every child ever seen: killed at the end if still alive
         with log.open("wb") as uitvoer:
             self.proc = subprocess.Popen(
-                [str(ROOT / ".venv" / "bin" / "klanten-api"), "serve", "--host", "127.0.0.1",
-                 "--port", str(self.poort), "--workers", str(workers)],
-                cwd=ROOT, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+                [*KLANTEN_API, "serve", "--host", "127.0.0.1", "--port", str(self.poort), "--workers", str(workers)],
+                cwd=ROOT, env=proces_env(env),
                 stdin=subprocess.DEVNULL, stdout=uitvoer, stderr=subprocess.STDOUT)
 
     def log_tekst(self) -> str:

@@ -21,7 +21,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from conftest import LEAKS, Api, eigen_postgres_database, klant_body
+from conftest import LEAKS, Api, eigen_postgres_database, klant_body, wait_for
 from storage.database import make_engine
 from storage.migrate import upgrade
 
@@ -333,3 +333,96 @@ def test_een_vergrendelde_klant_geeft_snel_antwoord_door_de_lock_timeout(eigen_d
         assert na.status_code == 200, na.text
     finally:
         houder.dispose()
+
+
+# ================================================================= a network partition between server and PostgreSQL
+NETWERK_TIMEOUT = 3.0
+# a statement in flight fails after about the network timeout (plus one keepalive interval); a request on a rested
+# pooled connection may need it twice (the ping, then one new connection attempt); plus a generous margin
+PARTITIE_GRENS = 2 * NETWERK_TIMEOUT + 4.0
+
+
+@pytest.fixture
+def partitie(eigen_database):
+    from netwerk import Partitie
+    pg = sa.engine.make_url(eigen_database.url)
+    pad = Partitie((pg.host or "127.0.0.1", pg.port or 5432))
+    try:
+        yield pad
+    finally:
+        pad.opruimen()
+
+
+def test_een_netwerkpartitie_naar_postgresql_geeft_503_binnen_de_netwerktimeout(eigen_database, partitie,
+                                                                                 server_factory):
+    """The network to PostgreSQL silently drops everything (no reset, no refusal): a request whose statement
+    is in flight and a request issued during the partition both answer 503 within the configured
+    KLANTEN_DB_NETWORK_TIMEOUT (times two, plus a margin), not after the kernel's ~15 minutes of retransmissions;
+    once the network is back, requests succeed again without a restart. The server's statement and lock
+    timeouts are set far higher, so only the network settings can end the wait."""
+    host, poort = partitie.adres
+    url = sa.engine.make_url(eigen_database.url).set(host=host, port=poort).render_as_string(hide_password=False)
+    srv = server_factory(database_url=url, db_network_timeout=NETWERK_TIMEOUT, db_pool_timeout=POOL_TIMEOUT,
+                         db_statement_timeout_ms=120_000, db_lock_timeout_ms=120_000)
+    api = Api(srv.url)
+    klant = api.post("/klanten", json=nieuwe_klant())
+    assert klant.status_code == 201, klant.text
+    klant_pad = klant.json()["url"].split("/api/v1", 1)[1]
+    assert api.get("/klanten").status_code == 200
+
+    # a PATCH in flight: it waits in PostgreSQL for a row lock held directly (not through the cut path)
+    houder = sa.create_engine(eigen_database.url, poolclass=sa.pool.NullPool)
+    in_vlucht: list[Uitkomst] = []
+    try:
+        with houder.connect() as conn:
+            tx = conn.begin()
+            conn.exec_driver_sql(f"SELECT id FROM klant WHERE uuid = '{klant_pad.rsplit('/', 1)[1]}' FOR UPDATE")
+
+            def patch():
+                begin = time.monotonic()
+                try:
+                    r = api.session.patch(f"{api.root}{klant_pad}", json={"functie": "x"}, headers=api.headers(),
+                                          timeout=PARTITIE_GRENS + 20)
+                    in_vlucht.append(Uitkomst("patch", begin, time.monotonic(), r.status_code,
+                                              r.headers.get("Content-Type", ""), r.text[:2000]))
+                except requests.RequestException as exc:
+                    in_vlucht.append(Uitkomst("patch", begin, time.monotonic(), None, "", "", type(exc).__name__))
+
+            t = threading.Thread(target=patch, daemon=True)
+            t.start()
+            wacht = eigen_database.admin.connect()
+            try:
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and not wacht.exec_driver_sql(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = "
+                        f"'{eigen_database.naam}'").scalar_one():
+                    time.sleep(0.05)
+            finally:
+                wacht.close()
+            partitie.knip()
+            geknipt = time.monotonic()
+            time.sleep(1.5)          # the pool's other connections rest: the next checkout pings through the cut
+            tijdens = meet("list", lambda: api.session.get(f"{api.root}/klanten", headers=api.headers(),
+                                                           timeout=PARTITIE_GRENS + 20))
+            ready = meet("ready", lambda: requests.get(f"{srv.url}/_health/ready", timeout=PARTITIE_GRENS + 20))
+            t.join(PARTITIE_GRENS + 25)
+            tx.rollback()
+    finally:
+        houder.dispose()
+    patch_uitkomst = in_vlucht[0]
+    print(f"\npartition: PATCH in flight {patch_uitkomst.status} after {patch_uitkomst.eind - geknipt:.2f}s from the "
+          f"cut; list {tijdens.status} in {tijdens.duur:.2f}s; ready {ready.status} in {ready.duur:.2f}s")
+    assert patch_uitkomst.fout is None, f"PATCH in flight: {patch_uitkomst.fout} (hung through the partition)"
+    assert patch_uitkomst.eind - geknipt <= PARTITIE_GRENS, f"PATCH in flight took {patch_uitkomst.eind - geknipt:.2f}s"
+    for u in (patch_uitkomst, tijdens):
+        assert u.status == 503 and u.content_type == PROBLEM, (u.soort, u.status, u.tekst[:300])
+        assert LEAKS.search(u.tekst) is None, u.tekst
+        assert u.duur <= PARTITIE_GRENS + 1.5, f"{u.soort} took {u.duur:.2f}s"
+    assert ready.status == 503 and ready.duur <= PARTITIE_GRENS, (ready.status, ready.duur)
+
+    partitie.herstel()
+    # healed: the next requests succeed (give the link a moment to carry traffic again), without a restart
+    wait_for(lambda: api.get("/klanten").status_code == 200, timeout=PARTITIE_GRENS + 10, wat="list after healing")
+    assert api.patch(klant_pad, json={"functie": "terug"}).status_code == 200
+    assert api.post("/klanten", json=nieuwe_klant()).status_code == 201
+    assert requests.get(f"{srv.url}/_health/ready", timeout=10).status_code == 200

@@ -18,7 +18,7 @@ import requests
 import sqlalchemy as sa
 
 from conftest import eigen_postgres_database, token, wait_for, zonder_nummer
-from processen import ROOT, ServeProces, levend
+from processen import KLANTEN_API, ROOT, ServeProces, levend, proces_env
 from storage.database import normaliseer_url
 
 POLL = 60          # seconds: far longer than any wait below
@@ -45,12 +45,16 @@ def nrc(httpserver):
     return httpserver
 
 
+def srv_env(database, nrc, auth_config, **extra) -> dict:
+    return {"KLANTEN_DATABASE_URL": database, "KLANTEN_AUTH_CONFIG": str(auth_config),
+            "KLANTEN_DEVELOPMENT": "true",      # accepts the suite's recognisable JWT secret, changes nothing else
+            "KLANTEN_NOTIFICATIONS_API_URL": nrc.url_for("/api/v1/"), "KLANTEN_NOTIFICATIONS_POLL": str(POLL),
+            "KLANTEN_NOTIFICATIONS_TIMEOUT": "2", **extra}
+
+
 def start(database, nrc, auth_config, tmp_path, **extra) -> ServeProces:
-    env = {"KLANTEN_DATABASE_URL": database, "KLANTEN_AUTH_CONFIG": str(auth_config),
-           "KLANTEN_DEVELOPMENT": "true",      # accepts the suite's recognisable JWT secret, changes nothing else
-           "KLANTEN_NOTIFICATIONS_API_URL": nrc.url_for("/api/v1/"), "KLANTEN_NOTIFICATIONS_POLL": str(POLL),
-           "KLANTEN_NOTIFICATIONS_TIMEOUT": "2", **extra}
-    return ServeProces(env, tmp_path / "serve.log", workers=2).wacht_tot_klaar()
+    return ServeProces(srv_env(database, nrc, auth_config, **extra), tmp_path / "serve.log",
+                       workers=2).wacht_tot_klaar()
 
 
 @pytest.fixture
@@ -129,15 +133,31 @@ def test_stopping_serve_stops_its_relay(database, nrc, auth_config, tmp_path):
         srv.stop()
 
 
-def test_a_killed_serve_leaves_no_relay_behind(database, nrc, auth_config, tmp_path):
+def test_a_killed_serve_leaves_no_relay_and_no_workers_behind_and_can_be_restarted(database, nrc, auth_config,
+                                                                                    tmp_path):
+    """kill -9 of `serve`: its relay and its uvicorn workers notice their parent is gone and end (a worker
+    would otherwise go on serving writes without a relay and hold the port); a new `serve` binds the same port
+    and serves, and its relay delivers."""
     srv = start(database, nrc, auth_config, tmp_path)
+    nieuw = None
     try:
         relay = de_relay(srv)
-        srv.proc.kill()                     # no chance to stop anything: the relay notices its parent is gone
+        workers = srv.worker_pids()
+        assert len(workers) == 2
+        srv.proc.kill()                     # no chance to stop anything
         srv.proc.wait(5)
         wait_for(lambda: not levend(relay), timeout=10, wat="the orphaned relay ended by itself")
+        # a worker ends by uvicorn's graceful shutdown (at most timeout_graceful_shutdown = 10 s, here nothing
+        # is in flight)
+        wait_for(lambda: not [p for p in workers if levend(p)], timeout=20, wat="the orphaned workers ended")
+        nieuw = ServeProces(srv_env(database, nrc, auth_config), tmp_path / "serve2.log", workers=2,
+                            poort=srv.poort).wacht_tot_klaar()
+        url = maak_klant(nieuw)
+        wait_for(lambda: url in ontvangen(nrc), timeout=10, wat="delivered by the new serve's relay")
     finally:
         srv.stop()
+        if nieuw is not None:
+            nieuw.stop()
 
 
 def test_a_relay_run_apart_polls(database, nrc, auth_config, tmp_path):
@@ -151,10 +171,10 @@ def test_a_relay_run_apart_polls(database, nrc, auth_config, tmp_path):
         time.sleep(2)
         assert ontvangen(nrc) == []            # nobody delivers: the workers do not relay
         apart = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "klanten-api"), "relay"], cwd=ROOT, stdin=subprocess.DEVNULL,
+            [*KLANTEN_API, "relay"], cwd=ROOT, stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={"PATH": os.environ.get("PATH", ""), "KLANTEN_DATABASE_URL": database,
-                 "KLANTEN_NOTIFICATIONS_API_URL": nrc.url_for("/api/v1/"), "KLANTEN_NOTIFICATIONS_POLL": "1"})
+            env=proces_env({"KLANTEN_DATABASE_URL": database,
+                            "KLANTEN_NOTIFICATIONS_API_URL": nrc.url_for("/api/v1/"), "KLANTEN_NOTIFICATIONS_POLL": "1"}))
         wait_for(lambda: ontvangen(nrc) == [url], timeout=15, wat="delivered by the relay run apart")
     finally:
         if apart is not None:
