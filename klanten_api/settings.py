@@ -43,6 +43,13 @@ def _int(env: dict, name: str, default: int) -> int:
     return value
 
 
+def _minstens_1(env: dict, name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1, got {value!r}")
+    return value
+
+
 def _bool(env: dict, name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw in (None, ""):
@@ -92,6 +99,8 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     db_statement_timeout_ms: int = 30_000
     db_lock_timeout_ms: int = 10_000
+    subject_max_concurrent: int = 4          # kla-002 checks at once per worker process (of a2wsgi's 10 threads)
+    subject_max_concurrent_per_client: int = 2
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -141,6 +150,9 @@ class Settings:
             trusted_proxies=_list(env, "KLANTEN_TRUSTED_PROXIES"),
             db_statement_timeout_ms=_int(env, "KLANTEN_DB_STATEMENT_TIMEOUT_MS", cls.db_statement_timeout_ms),
             db_lock_timeout_ms=_int(env, "KLANTEN_DB_LOCK_TIMEOUT_MS", cls.db_lock_timeout_ms),
+            subject_max_concurrent=_minstens_1(env, "KLANTEN_SUBJECT_MAX_CONCURRENT", cls.subject_max_concurrent),
+            subject_max_concurrent_per_client=_minstens_1(env, "KLANTEN_SUBJECT_MAX_CONCURRENT_PER_CLIENT",
+                                                          cls.subject_max_concurrent_per_client),
         )
 
     def rate_limit_parts(self) -> tuple[int, float] | None:
