@@ -62,9 +62,19 @@ _NUMERIEK_LABEL = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)\Z")
 _POORT = re.compile(r"[0-9]{1,5}\Z")
 
 
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
 def _geweigerd(ip: ipaddress._BaseAddress) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        # IPv6 forms that carry an IPv4 address and reach it through a translator or tunnel
+        ingebed = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+        if any(ip in net for net in _NAT64):
+            ingebed.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        if ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        elif any(v4 is not None and _geweigerd(v4) for v4 in ingebed):
+            return True
     return (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast or ip.is_reserved
             or ip.is_unspecified or not ip.is_global)
 
@@ -312,8 +322,11 @@ class SubjectControle:
         self._dns = ThreadPoolExecutor(max_workers=max_gelijktijdig, thread_name_prefix="kla002-dns")
 
     # ----- resolving and checking -----
-    def _adressen(self, adres: Adres, termijn: float) -> list[tuple]:
-        """(family, sockaddr) of every address of the host, each checked; resolved once."""
+    def _adressen(self, adres: Adres, termijn: float, bekend: dict) -> list[tuple]:
+        """(family, sockaddr) of every address of the host, each checked; a host is resolved once per check
+        (`bekend`), also when redirects return to it."""
+        if (adres.host, adres.port) in bekend:
+            return bekend[adres.host, adres.port]
         if adres.ip is not None:
             family = socket.AF_INET6 if adres.ip.version == 6 else socket.AF_INET
             sockaddr = (str(adres.ip), adres.port) if family == socket.AF_INET else (str(adres.ip), adres.port, 0, 0)
@@ -335,6 +348,7 @@ class SubjectControle:
             for _family, sockaddr in adressen:
                 if _geweigerd(ipaddress.ip_address(sockaddr[0].split("%", 1)[0])):
                     raise OnbereikbaarAdres("internal")
+        bekend[adres.host, adres.port] = adressen
         return adressen
 
     def _verbind(self, adres: Adres, adressen: list[tuple], termijn: float) -> socket.socket:
@@ -360,9 +374,9 @@ class SubjectControle:
                 fout = exc
         raise fout
 
-    def _vraag(self, adres: Adres, termijn: float) -> tuple[int, str | None]:
+    def _vraag(self, adres: Adres, termijn: float, bekend: dict) -> tuple[int, str | None]:
         """GET one URL: (status, Location header or None)."""
-        sock = self._verbind(adres, self._adressen(adres, termijn), termijn)
+        sock = self._verbind(adres, self._adressen(adres, termijn, bekend), termijn)
         try:
             verbinding = _Verbinding(adres, _TermijnSocket(sock, termijn, self.max_bytes + KOP_RUIMTE))
             verbinding.putrequest("GET", adres.doel, skip_accept_encoding=True)
@@ -391,8 +405,9 @@ class SubjectControle:
 
     def _volg(self, adres: Adres) -> int:
         termijn = time.monotonic() + self.timeout
+        bekend: dict = {}
         for _ in range(MAX_REDIRECTS + 1):
-            status, locatie = self._vraag(adres, termijn)
+            status, locatie = self._vraag(adres, termijn, bekend)
             if locatie is None:
                 return status
             if any(not ("!" <= c <= "~") or c == "\\" for c in locatie):
