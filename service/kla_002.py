@@ -284,11 +284,11 @@ class Plaatsen:
             eigen = self._per_client.get(client_id, 0)
             if eigen >= self.per_client:
                 log.warning("subject check refused: the client's share is in use",
-                            extra={"event": "kla002_client_bezet", "client_id": client_id})
+                            extra={"event": "subject_check_client_busy", "client_id": client_id})
                 raise SubjectControlesClientBezet()
             if self._bezig >= self.totaal:
                 log.warning("subject check refused: every place is in use",
-                            extra={"event": "kla002_bezet", "client_id": client_id})
+                            extra={"event": "subject_check_busy", "client_id": client_id})
                 raise SubjectControlesBezet()
             self._bezig += 1
             self._per_client[client_id] = eigen + 1
