@@ -324,9 +324,9 @@ class SubjectControle:
     # ----- resolving and checking -----
     def _adressen(self, adres: Adres, termijn: float, bekend: dict) -> list[tuple]:
         """(family, sockaddr) of every address of the host, each checked; a host is resolved once per check
-        (`bekend`), also when redirects return to it."""
-        if (adres.host, adres.port) in bekend:
-            return bekend[adres.host, adres.port]
+        (`bekend`), also when redirects return to it, on any port."""
+        if adres.host in bekend:
+            return [(family, (sockaddr[0], adres.port, *sockaddr[2:])) for family, sockaddr in bekend[adres.host]]
         if adres.ip is not None:
             family = socket.AF_INET6 if adres.ip.version == 6 else socket.AF_INET
             sockaddr = (str(adres.ip), adres.port) if family == socket.AF_INET else (str(adres.ip), adres.port, 0, 0)
@@ -348,7 +348,7 @@ class SubjectControle:
             for _family, sockaddr in adressen:
                 if _geweigerd(ipaddress.ip_address(sockaddr[0].split("%", 1)[0])):
                     raise OnbereikbaarAdres("internal")
-        bekend[adres.host, adres.port] = adressen
+        bekend[adres.host] = adressen
         return adressen
 
     def _verbind(self, adres: Adres, adressen: list[tuple], termijn: float) -> socket.socket:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from conftest import SECRET, Api, klant_body, wait_for
+from klanten_api.settings import ConfigError, Settings
 from ruwe_servers import RuweServer, druppel, lees_kop
 
 TIMEOUT = 2.0          # KLANTEN_SUBJECT_TIMEOUT of these tests: the whole check's budget
@@ -204,3 +205,13 @@ def test_een_subjectcontrole_houdt_geen_databaseverbinding_vast(srv, druppelaar,
     [(status, body, _headers, _duur)] = schrijvers.wacht(TIMEOUT + MARGE + 10)
     assert is_time_out(status, body), (status, body)
     assert alles.get(klant["url"]).json()["voornaam"] == "Y"
+
+
+def test_de_plaatsen_zijn_instellingen():
+    s = Settings.from_env({"KLANTEN_SUBJECT_MAX_CONCURRENT": "6", "KLANTEN_SUBJECT_MAX_CONCURRENT_PER_CLIENT": "3"})
+    assert (s.subject_max_concurrent, s.subject_max_concurrent_per_client) == (6, 3)
+    assert (Settings.from_env({}).subject_max_concurrent, Settings.from_env({}).subject_max_concurrent_per_client) \
+        == (4, 2)
+    for naam in ("KLANTEN_SUBJECT_MAX_CONCURRENT", "KLANTEN_SUBJECT_MAX_CONCURRENT_PER_CLIENT"):
+        with pytest.raises(ConfigError, match=naam):
+            Settings.from_env({naam: "0"})
