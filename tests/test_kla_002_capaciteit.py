@@ -100,7 +100,8 @@ def test_druppelende_subjects_houden_lezen_en_schrijven_niet_op(srv, druppelaar,
         api = Api(srv.url, CLIENTS[i % len(CLIENTS)])
         url = druppelaar.url(f"/personen/{i}")
         if i % 2 == 0:
-            schrijvers.start(lambda api=api, url=url, i=i: api.post("/klanten", klant_body(url, klantnummer=str(500 + i))))
+            body = klant_body(url, klantnummer=str(500 + i))
+            schrijvers.start(lambda api=api, body=body: api.post("/klanten", body))
         else:
             doel = bestaand[i % len(CLIENTS)]["url"]
             schrijvers.start(lambda api=api, url=url, doel=doel: api.patch(doel, {"subject": url}))
@@ -146,7 +147,8 @@ def test_een_client_krijgt_niet_alle_plaatsen(srv, druppelaar, httpserver):
         schrijvers.start(lambda url=url, i=i: een.post("/klanten", klant_body(url, klantnummer=str(600 + i))))
     wait_for(lambda: druppelaar.open >= 2, 10, "two dripping checks of one client running")
     ander = Api(srv.url, CLIENTS[1])
-    snel("create van een andere client", lambda: ander.post("/klanten", klant_body(httpserver.url_for("/personen/goed"))))
+    goed = httpserver.url_for("/personen/goed")
+    snel("create van een andere client", lambda: ander.post("/klanten", klant_body(goed)))
 
     uitkomsten = schrijvers.wacht(TIMEOUT + MARGE + 10)
     geweigerd = [u for u in uitkomsten if u[0] == 429]
@@ -162,8 +164,7 @@ def test_een_client_krijgt_niet_alle_plaatsen(srv, druppelaar, httpserver):
             assert duur < TIMEOUT + MARGE
     assert druppelaar.max_open <= 2               # KLANTEN_SUBJECT_MAX_CONCURRENT_PER_CLIENT
     # the places are free again afterwards
-    snel("create na afloop", lambda: een.post("/klanten", klant_body(httpserver.url_for("/personen/goed"),
-                                                                      klantnummer="700")))
+    snel("create na afloop", lambda: een.post("/klanten", klant_body(goed, klantnummer="700")))
 
 
 def test_de_termijn_geldt_voor_alle_doorverwijzingen_samen(srv):

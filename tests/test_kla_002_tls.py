@@ -28,7 +28,8 @@ def pki(tmp_path_factory):
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
             "-subj", "/CN=kla-002 test CA", "-addext", "basicConstraints=critical,CA:TRUE",
             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=subject.test")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr",
+            "-subj", "/CN=subject.test")
     (d / "ext.cnf").write_text("subjectAltName=DNS:subject.test\nbasicConstraints=CA:FALSE\n"
                                "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
     openssl("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
@@ -76,7 +77,8 @@ def test_een_certificaat_van_een_andere_host_wordt_geweigerd(pki, tls_server):
     """The server (at the resolved address) shows a certificate for subject.test; the URL names andere.test."""
     url = f"https://andere.test:{tls_server.port}/personen/1"
     fout = controle(pki, Dns({"andere.test": ["127.0.0.1"]}), ca_bestand=str(pki / "ca.pem")).fout(url)
-    assert fout is not None and fout.reason == f"De URL {url} kon niet opgehaald worden. Foutmelding: verbinding mislukt"
+    assert fout is not None
+    assert fout.reason == f"De URL {url} kon niet opgehaald worden. Foutmelding: verbinding mislukt"
     assert tls_server.koppen in ([], [b""])                              # no request was sent
 
 
