@@ -235,7 +235,7 @@ class Generator:
 class _GeenSubjectControle:
     """kla-002 is a check of the create request, not of the stored row: seeding does not fetch subjects."""
 
-    def fout(self, subject):
+    def fout(self, subject, client_id=""):
         return None
 
 

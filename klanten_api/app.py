@@ -78,8 +78,9 @@ def load_spec(path: Path = SPEC_PATH) -> dict:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def create_app(settings: Settings | None = None, *, engine=None):
-    """The ASGI application: the Connexion app wrapped in the ZGW HTTP layer."""
+def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
+    """The ASGI application: the Connexion app wrapped in the ZGW HTTP layer. `resolver` replaces
+    socket.getaddrinfo for the kla-002 subject check (tests stand in for DNS with it)."""
     settings = settings or Settings.from_env()
     spec = load_spec()
     applicaties = load_applicaties(settings.auth_config)
@@ -101,7 +102,10 @@ def create_app(settings: Settings | None = None, *, engine=None):
                                    network_timeout=settings.db_network_timeout)
     harden_library_loggers()
     subjectcontrole = SubjectControle(timeout=settings.subject_timeout, max_bytes=settings.subject_max_bytes,
-                                      allowed_hosts=settings.subject_allowed_hosts)
+                                      allowed_hosts=settings.subject_allowed_hosts,
+                                      max_gelijktijdig=settings.subject_max_concurrent,
+                                      max_per_client=settings.subject_max_concurrent_per_client,
+                                      **({"resolver": resolver} if resolver is not None else {}))
     service = KlantenService(engine, SchemaValidatie(spec["components"]), subjectcontrole,
                              notificeren=bool(settings.notifications_api_url))
 

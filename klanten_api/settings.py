@@ -57,9 +57,10 @@ def _int(env: dict, name: str, default: int) -> int:
     return value
 
 
-def _positief(value: int, name: str) -> int:
-    if value == 0:
-        raise ConfigError(f"{name} must be positive, got 0")
+def _minstens_1(env: dict, name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1, got {value!r}")
     return value
 
 
@@ -117,6 +118,8 @@ class Settings:
     db_network_timeout: float = 10.0     # seconds until a connect, or sent data the database does not acknowledge, fails
     db_wait_seconds: float = 60.0        # `serve`/`migrate`: how long to wait for an unreachable database at start
     serve_pid: int = 0                   # set by `serve` for its workers: they end when this process is gone
+    subject_max_concurrent: int = 4          # kla-002 checks at once per worker process (of a2wsgi's 10 threads)
+    subject_max_concurrent_per_client: int = 2
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -166,12 +169,14 @@ class Settings:
             trusted_proxies=_list(env, "KLANTEN_TRUSTED_PROXIES"),
             db_statement_timeout_ms=_int(env, "KLANTEN_DB_STATEMENT_TIMEOUT_MS", cls.db_statement_timeout_ms),
             db_lock_timeout_ms=_int(env, "KLANTEN_DB_LOCK_TIMEOUT_MS", cls.db_lock_timeout_ms),
-            auth_max_token_bytes=_positief(_int(env, "KLANTEN_AUTH_MAX_TOKEN_BYTES", cls.auth_max_token_bytes),
-                                           "KLANTEN_AUTH_MAX_TOKEN_BYTES"),
+            auth_max_token_bytes=_minstens_1(env, "KLANTEN_AUTH_MAX_TOKEN_BYTES", cls.auth_max_token_bytes),
             auth_token_cache_bytes=_int(env, "KLANTEN_AUTH_TOKEN_CACHE_BYTES", cls.auth_token_cache_bytes),
             db_network_timeout=_float(env, "KLANTEN_DB_NETWORK_TIMEOUT", cls.db_network_timeout),
             db_wait_seconds=_seconden(env, "KLANTEN_DB_WAIT_SECONDS", cls.db_wait_seconds),
             serve_pid=_int(env, "KLANTEN_SERVE_PID", cls.serve_pid),
+            subject_max_concurrent=_minstens_1(env, "KLANTEN_SUBJECT_MAX_CONCURRENT", cls.subject_max_concurrent),
+            subject_max_concurrent_per_client=_minstens_1(env, "KLANTEN_SUBJECT_MAX_CONCURRENT_PER_CLIENT",
+                                                          cls.subject_max_concurrent_per_client),
         )
 
     def rate_limit_parts(self) -> tuple[int, float] | None:

@@ -140,8 +140,11 @@ class KlantenService:
         return out
 
     # ---------- validation shared by create, PUT and PATCH ----------
-    def _valideer(self, body, *, gedeeltelijk: bool, bestaand: Klant | None) -> tuple[dict, dict | None, bool]:
-        """Returns (top-level values, subjectIdentificatie values or None, whether subjectIdentificatie was sent)."""
+    def _valideer(self, body, *, gedeeltelijk: bool, bestaand: Klant | None,
+                  client_id: str = "") -> tuple[dict, dict | None, bool]:
+        """Returns (top-level values, subjectIdentificatie values or None, whether subjectIdentificatie was sent).
+        With a `subject` to fetch (kla-002) it must run outside any transaction and without a database
+        connection: the check may take KLANTEN_SUBJECT_TIMEOUT."""
         if not isinstance(body, dict):
             raise ValidatieFout([InvalidParam("nonFieldErrors", *v.not_a_dict(body))])
         res = self.schemas.object(body, "Klant", gedeeltelijk=gedeeltelijk)
@@ -151,7 +154,7 @@ class KlantenService:
             fouten.append(InvalidParam("subjectType", *v.IMMUTABLE))
         subject = waarde.get("subject")
         if subject and not any(f.name == "subject" for f in fouten):
-            fout = self.subjectcontrole.fout(subject)          # kla-002
+            fout = self.subjectcontrole.fout(subject, client_id=client_id)     # kla-002
             if fout:
                 index = next((i for i, f in enumerate(fouten) if f.name == "subjectType"), len(fouten))
                 fouten.insert(index, fout)
@@ -246,7 +249,8 @@ class KlantenService:
     # ---------- operations ----------
     def klant_create(self, body, verzoek: Verzoek) -> dict:
         self._controleer_toelichting(verzoek)
-        waarde, sid, sid_gegeven = self._valideer(body, gedeeltelijk=False, bestaand=None)
+        waarde, sid, sid_gegeven = self._valideer(body, gedeeltelijk=False, bestaand=None,
+                                                  client_id=verzoek.client_id)
         g = self._samengesteld(waarde, sid, sid_gegeven, None)
         gegenereerd = not g["klantnummer"]
         for _ in range(GENEREER_POGINGEN):
@@ -360,14 +364,16 @@ class KlantenService:
         klant_uuid = parse_uuid(uuid)
         self._controleer_toelichting(verzoek)
         vooraf = None
-        if isinstance(body, dict) and isinstance(body.get("subject"), str) and body["subject"].strip():
-            # kla-002 makes an HTTP call: validate before the write transaction, never while holding its lock
+        if isinstance(body, dict) and isinstance(body.get("subject"), str) and body["subject"]:
+            # kla-002 makes an HTTP call (for any non-empty string, the only input it fetches): validate before
+            # the write transaction and without a database connection, never while holding its lock
             with UnitOfWork(self.engine) as uow:
                 bestaand = uow.klanten.get(klant_uuid)
             if bestaand is None:
                 raise NietGevonden()
             self._controleer_versie(bestaand, verzoek)     # early, to spare the subject fetch; checked again below
-            vooraf = self._valideer(body, gedeeltelijk=gedeeltelijk, bestaand=bestaand)
+            vooraf = self._valideer(body, gedeeltelijk=gedeeltelijk, bestaand=bestaand,
+                                    client_id=verzoek.client_id)
         actie = "partial_update" if gedeeltelijk else "update"
         try:
             with UnitOfWork(self.engine, schrijven=True) as uow:

@@ -128,8 +128,8 @@ class Server:
         self._thread.join(10)
 
 
-def start_server(settings: Settings, engine=None) -> Server:
-    app = create_app(settings, engine=engine)
+def start_server(settings: Settings, engine=None, **app_kwargs) -> Server:
+    app = create_app(settings, engine=engine, **app_kwargs)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
