@@ -107,7 +107,7 @@ def test_instellingen_van_de_tokenlimieten():
     assert (s.auth_max_token_bytes, s.auth_token_cache_bytes) == (8192, 4_194_304)
     s = Settings.from_env({"KLANTEN_AUTH_MAX_TOKEN_BYTES": "4096", "KLANTEN_AUTH_TOKEN_CACHE_BYTES": "0"})
     assert (s.auth_max_token_bytes, s.auth_token_cache_bytes) == (4096, 0)
-    with pytest.raises(ConfigError, match="KLANTEN_AUTH_MAX_TOKEN_BYTES must be positive"):
+    with pytest.raises(ConfigError, match="KLANTEN_AUTH_MAX_TOKEN_BYTES must be at least 1"):
         Settings.from_env({"KLANTEN_AUTH_MAX_TOKEN_BYTES": "0"})
     with pytest.raises(ConfigError, match="KLANTEN_AUTH_TOKEN_CACHE_BYTES must be an integer"):
         Settings.from_env({"KLANTEN_AUTH_TOKEN_CACHE_BYTES": "veel"})
