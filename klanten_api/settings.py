@@ -43,6 +43,13 @@ def _int(env: dict, name: str, default: int) -> int:
     return value
 
 
+def _minstens(env: dict, name: str, default: int, minimum: int) -> int:
+    value = _int(env, name, default)
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
 def _bool(env: dict, name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw in (None, ""):
@@ -92,6 +99,11 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     db_statement_timeout_ms: int = 30_000
     db_lock_timeout_ms: int = 10_000
+    allowed_hosts: tuple[str, ...] = ()      # Host values (after KLANTEN_TRUSTED_PROXIES) that may name this server
+    max_header_bytes: int = 16_384           # request line + headers of one request, per request
+    header_timeout: float = 10.0             # seconds for a connection to deliver a request's headers
+    body_timeout: float = 30.0               # seconds for a request body (POST/PUT/PATCH) to arrive in full
+    max_connections: int = 1000              # open connections per worker process
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -141,6 +153,11 @@ class Settings:
             trusted_proxies=_list(env, "KLANTEN_TRUSTED_PROXIES"),
             db_statement_timeout_ms=_int(env, "KLANTEN_DB_STATEMENT_TIMEOUT_MS", cls.db_statement_timeout_ms),
             db_lock_timeout_ms=_int(env, "KLANTEN_DB_LOCK_TIMEOUT_MS", cls.db_lock_timeout_ms),
+            allowed_hosts=_list(env, "KLANTEN_ALLOWED_HOSTS"),
+            max_header_bytes=_minstens(env, "KLANTEN_MAX_HEADER_BYTES", cls.max_header_bytes, 1024),
+            header_timeout=_float(env, "KLANTEN_HEADER_TIMEOUT", cls.header_timeout),
+            body_timeout=_float(env, "KLANTEN_BODY_TIMEOUT", cls.body_timeout),
+            max_connections=_minstens(env, "KLANTEN_MAX_CONNECTIONS", cls.max_connections, 1),
         )
 
     def rate_limit_parts(self) -> tuple[int, float] | None:

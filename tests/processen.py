@@ -67,7 +67,8 @@ class ServeProces:
             self.proc = subprocess.Popen(
                 [str(ROOT / ".venv" / "bin" / "klanten-api"), "serve", "--host", "127.0.0.1",
                  "--port", str(self.poort), "--workers", str(workers)],
-                cwd=ROOT, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+                # PYTHONPATH: this checkout's code, whichever checkout the virtualenv's package was installed from
+                cwd=ROOT, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT), **env},
                 stdin=subprocess.DEVNULL, stdout=uitvoer, stderr=subprocess.STDOUT)
 
     def log_tekst(self) -> str:
