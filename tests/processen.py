@@ -1,16 +1,22 @@
 """Real `klanten-api serve` processes for tests: start one, find its workers and its relay in /proc, stop it."""
 from __future__ import annotations
 
+import functools
 import os
+import resource
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
+# the script of the virtualenv running the tests (a git worktree has no .venv of its own); PYTHONPATH below
+# makes it run this checkout's code
+KLANTEN_API = Path(sys.executable).with_name("klanten-api")
 START_TIMEOUT = 30.0          # seconds until GET /api/v1/schema/openapi.yaml must answer
 
 
@@ -56,7 +62,8 @@ def doden(pids) -> None:
 class ServeProces:
     """`klanten-api serve --workers N` as a subprocess, its output in a file."""
 
-    def __init__(self, env: dict, log: Path, *, workers: int = 2):
+    def __init__(self, env: dict, log: Path, *, workers: int = 2, nofile: int | None = None):
+        """nofile: the process's RLIMIT_NOFILE (soft and hard), e.g. to show what happens at the limit."""
         self.poort = vrije_poort()
         self.url = f"http://127.0.0.1:{self.poort}"
         self.root = f"{self.url}/api/v1"
@@ -65,11 +72,13 @@ class ServeProces:
         self.gezien: set[int] = set()          # every child ever seen: killed at the end if still alive
         with log.open("wb") as uitvoer:
             self.proc = subprocess.Popen(
-                [str(ROOT / ".venv" / "bin" / "klanten-api"), "serve", "--host", "127.0.0.1",
+                [str(KLANTEN_API), "serve", "--host", "127.0.0.1",
                  "--port", str(self.poort), "--workers", str(workers)],
                 # PYTHONPATH: this checkout's code, whichever checkout the virtualenv's package was installed from
                 cwd=ROOT, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT), **env},
-                stdin=subprocess.DEVNULL, stdout=uitvoer, stderr=subprocess.STDOUT)
+                stdin=subprocess.DEVNULL, stdout=uitvoer, stderr=subprocess.STDOUT,
+                preexec_fn=None if nofile is None else functools.partial(
+                    resource.setrlimit, resource.RLIMIT_NOFILE, (nofile, nofile)))
 
     def log_tekst(self) -> str:
         try:
