@@ -203,6 +203,49 @@ def test_a_slow_request_is_not_cut_off_by_the_header_timeout(kort_server, httpse
     assert r.status_code == 201, r.text
 
 
+# ---------- connections per worker ----------
+def test_over_the_connection_bound_the_longest_waiting_connections_make_room(server_factory):
+    """With the deadline far away, the bound alone keeps new connections served: each one over it closes the
+    connection that has waited longest without a running request."""
+    srv = server_factory(max_connections=20, header_timeout=60.0)
+    socks = half_open(srv.url, 100)
+    try:
+        assert_dient_nog(srv.url)
+        # the oldest 80 (and then some, for the checks' own connections) were closed at once, not after 60 s
+        assert_gesloten(socks[:80], MARGE)
+        open_ = sum(not lees_tot_eof(sock, 0.05)[1] for sock in socks[90:])
+        assert open_ > 0, "the newest connections were closed too"
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_when_every_connection_runs_a_request_a_new_one_gets_503(server_factory, httpserver):
+    def traag(request):
+        time.sleep(2)                               # pytest-httpserver answers one at a time: 4 s for both
+        from werkzeug import Response
+        return Response("ok", status=200)
+    httpserver.expect_request("/traag").respond_with_handler(traag)
+    srv = server_factory(max_connections=2)
+    resultaten = []
+
+    def maak(nummer: str):
+        resultaten.append(Api(srv.url).post("/klanten", json=klant_body(subject=httpserver.url_for("/traag"),
+                                                                        klantnummer=nummer)))
+    bezig = [threading.Thread(target=maak, args=(f"910{i}",)) for i in range(2)]
+    for t in bezig:
+        t.start()
+    time.sleep(0.7)                                 # both requests wait for the subject check now
+    with verbind(srv.url) as sock:
+        sock.sendall(verzoek("/_health/live"))
+        antwoord, gesloten = lees_tot_eof(sock, SNEL)
+    for t in bezig:
+        t.join(30)
+    assert status_van(antwoord) == 503 and gesloten, antwoord[:200]
+    assert sorted(r.status_code for r in resultaten) == [201, 201]
+    assert_dient_nog(srv.url)
+
+
 # ---------- request bodies ----------
 def test_a_body_that_dribbles_in_is_cut_off_with_408(kort_server):
     body = json.dumps(klant_body(klantnummer="9001")).encode()
