@@ -100,7 +100,7 @@ class Settings:
     db_statement_timeout_ms: int = 30_000
     db_lock_timeout_ms: int = 10_000
     allowed_hosts: tuple[str, ...] = ()      # Host values (after KLANTEN_TRUSTED_PROXIES) that may name this server
-    max_header_bytes: int = 16_384           # request line + headers of one request, per request
+    max_header_bytes: int = 65_536           # request line + headers of one request, per request
     header_timeout: float = 10.0             # seconds for a connection to deliver a request's headers
     body_timeout: float = 30.0               # seconds for a request body (POST/PUT/PATCH) to arrive in full
     max_connections: int = 1000              # open connections per worker process
