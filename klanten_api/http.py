@@ -208,7 +208,8 @@ class ZgwHttp:
         vreemde_host = self.check_host and not host_toegestaan(headers.get("host"), self.allowed_hosts)
         if vreemde_host:
             # not this Host in anything we answer or store: the configured URL or the first listed name
-            base = self.settings.base_url or f"{scope.get('scheme', 'http')}://{self.allowed_hosts[0]}"
+            naam = self.allowed_hosts[0] if self.allowed_hosts else "localhost"
+            base = self.settings.base_url or f"{scope.get('scheme', 'http')}://{naam}"
         else:
             base = public_base(scope, self.settings)
         origin = headers.get("origin")
