@@ -25,7 +25,7 @@ from .context import EXTENSION, Diensten
 from .errors import PROBLEM_JSON, from_exception
 from .etag import JSONIFIER
 from .logging import harden_library_loggers
-from .http import ZgwHttp, public_base
+from .http import ZgwHttp, controleer_publieke_url, public_base, spec_query_names
 from .ops import Metrics, OpsEndpoints
 from .ratelimit import controleer as rate_limit, make_limiter
 from .settings import API_BASE_PATH, SPEC_PATH, Settings
@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
     spec = load_spec()
     applicaties = load_applicaties(settings.auth_config)
     controleer_geheimen(settings, applicaties)
+    controleer_publieke_url(settings)
     if not applicaties.configured:
         log.warning("KLANTEN_AUTH_CONFIG is not set: every API request will be refused (403)",
                     extra={"event": "auth_not_configured"})
@@ -144,7 +145,7 @@ def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
 
     metrics = Metrics()
     asgi = ZgwHttp(app, settings=settings, spec_paths=spec["paths"], ops=OpsEndpoints(engine, metrics),
-                   metrics=metrics)
+                   metrics=metrics, query_names=spec_query_names(spec))
     asgi.connexion_app = app
     asgi.engine = engine
     asgi.settings = settings

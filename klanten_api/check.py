@@ -311,9 +311,15 @@ CHECKS = (("auth config", "auth_config"), ("database", "database"), ("notificati
 
 
 def cmd_check(args, settings: Settings) -> int:
+    from .http import controleer_publieke_url
     checker = Checker(settings)
-    print("settings: ok", flush=True)          # Settings.from_env raised nothing (cli.main reports it otherwise)
     failed = []
+    try:
+        controleer_publieke_url(settings)      # `serve` would refuse to start without a public URL or host list
+        print("settings: ok", flush=True)      # Settings.from_env raised nothing (cli.main reports it otherwise)
+    except ConfigError as exc:
+        failed.append("settings")
+        print(fail(str(exc)).line("settings"), flush=True)
     for part, method in CHECKS:
         try:
             result = getattr(checker, method)()

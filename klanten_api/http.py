@@ -2,23 +2,26 @@
 
 API-version on every answer, HEAD served as GET without a body, ETag / If-None-Match (304) on the
 detail resources (and the ETag of a PUT/PATCH answer), the request's Content-Type in one spelling, 406
-for an unacceptable Accept, a body-size limit (413), the full `Allow` header on 405, CORS (any origin,
-as the reference) and one structured log event per request.
+for an unacceptable Accept, a body-size limit (413) and a body-time limit (408), the full `Allow` header on
+405, CORS (any origin, as the reference), the Host check (400 for a Host that may not name this server) and
+one structured log event per request.
 """
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import re
 import time
 import uuid
 from contextvars import ContextVar
+from urllib.parse import unquote_plus
 
 from starlette.datastructures import Headers
 
 from .errors import PROBLEM_JSON, problem_bytes
 from .etag import etag as etag_of, if_none_match as etag_matches
-from .settings import API_BASE_PATH, API_VERSION
+from .settings import API_BASE_PATH, API_VERSION, ConfigError
 
 log = logging.getLogger("klanten_api.request")
 
@@ -36,6 +39,44 @@ CORS_ALLOW_HEADERS = ("x-requested-with, content-type, accept, origin, authoriza
                       "accept-encoding, accept-crs, content-crs, if-none-match, if-match, x-audit-toelichting, "
                       "x-nlx-logrecord-id")
 CORS_ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"
+
+
+def controleer_publieke_url(settings) -> None:
+    """Outside development a request's Host may not decide the URLs we store and publish (audit trail,
+    notifications): KLANTEN_BASE_URL fixes them, or KLANTEN_ALLOWED_HOSTS lists the names this server has."""
+    if not settings.development and not settings.base_url and not settings.allowed_hosts:
+        raise ConfigError("set KLANTEN_BASE_URL (the public URL) or KLANTEN_ALLOWED_HOSTS (the host names of this "
+                          "server): without either, any client's Host header would name this server in stored "
+                          "URLs (audit trail, notifications)")
+
+
+def host_toegestaan(host: str | None, allowed: tuple[str, ...]) -> bool:
+    """`host` (a Host header value) is listed: an entry with a port must match host:port exactly, an entry
+    without one matches that name on any port."""
+    if not host:
+        return False
+    host = host.strip().lower()
+    if host in allowed:
+        return True
+    if host.startswith("["):                       # [IPv6]:port
+        naam = host[:host.find("]") + 1] if "]" in host else host
+    else:
+        naam = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return naam != host and naam in allowed
+
+
+def spec_query_names(spec: dict) -> frozenset[str]:
+    """Every query parameter name the spec defines (what the request log may show of a query string)."""
+    components = spec.get("components", {}).get("parameters", {})
+    names = set()
+    for item in spec.get("paths", {}).values():
+        operations = [op for m, op in item.items() if m in ("get", "post", "put", "patch", "delete")]
+        for param in [*item.get("parameters", []), *(p for op in operations for p in op.get("parameters", []))]:
+            if "$ref" in param:
+                param = components.get(param["$ref"].rsplit("/", 1)[1], {})
+            if param.get("in") == "query" and param.get("name"):
+                names.add(param["name"])
+    return frozenset(names)
 
 
 def public_base(scope, settings) -> str:
@@ -100,10 +141,16 @@ def _in_networks(address: str | None, networks) -> bool:
 
 
 class ZgwHttp:
-    def __init__(self, app, *, settings, spec_paths: dict, ops=None, metrics=None):
+    def __init__(self, app, *, settings, spec_paths: dict, ops=None, metrics=None,
+                 query_names: frozenset[str] = frozenset()):
         self.app = app
         self.settings = settings
         self.templates = path_templates(spec_paths)
+        self.query_names = query_names
+        # development without KLANTEN_ALLOWED_HOSTS takes any Host; otherwise a listed one (or, with
+        # KLANTEN_BASE_URL and no list, Host is never used for a URL and need not be checked)
+        self.allowed_hosts = settings.allowed_hosts
+        self.check_host = bool(settings.allowed_hosts) or not (settings.development or settings.base_url)
         self.max_body_bytes = settings.max_body_bytes
         self.ops = ops
         self.metrics = metrics
@@ -161,7 +208,13 @@ class ZgwHttp:
             request_id = str(uuid.uuid4())
         path = scope["path"]
         method = scope["method"]
-        base = public_base(scope, self.settings)
+        vreemde_host = self.check_host and not host_toegestaan(headers.get("host"), self.allowed_hosts)
+        if vreemde_host:
+            # not this Host in anything we answer or store: the configured URL or the first listed name
+            naam = self.allowed_hosts[0] if self.allowed_hosts else "localhost"
+            base = self.settings.base_url or f"{scope.get('scheme', 'http')}://{naam}"
+        else:
+            base = public_base(scope, self.settings)
         origin = headers.get("origin")
         status_holder = {"status": 500}
         facts = {}
@@ -173,6 +226,10 @@ class ZgwHttp:
             status_holder["status"] = status
 
         try:
+            if vreemde_host:
+                await finish(400)
+                return await self._send_problem(send, 400, base, common, code="disallowed_host", detail=(
+                    "De Host-header noemt geen naam van deze server."))
             if any(ord(c) < 32 or ord(c) == 127 for c in path):
                 await finish(404)
                 return await self._send_problem(send, 404, base, common)
@@ -194,7 +251,15 @@ class ZgwHttp:
                     await finish(413)
                     return await self._send_problem(send, 413, base, common, detail=(
                         f"De body is groter dan {self.max_body_bytes} bytes."))
-                receive, too_large, size = await self._buffer(receive)
+                try:
+                    async with asyncio.timeout(self.settings.body_timeout):
+                        receive, too_large, size = await self._buffer(receive)
+                except TimeoutError:
+                    # a body that dribbles in holds a worker's memory and a connection: cut it off, and close
+                    # the connection (the rest of the body would otherwise be read as the next request)
+                    await finish(408)
+                    return await self._send_problem(send, 408, base, [*common, (b"connection", b"close")], detail=(
+                        f"De body kwam niet binnen {self.settings.body_timeout:g} seconden binnen."))
                 if too_large:
                     await finish(413)
                     return await self._send_problem(send, 413, base, common, detail=(
@@ -273,16 +338,30 @@ class ZgwHttp:
                 route.get("_template") or "(other)")
             if self.metrics is not None:
                 self.metrics.observe(operation_id, status_holder["status"], time.perf_counter() - started)
+            query_keys, query_other = self._query_names(scope.get("query_string", b""))
             log.info("request", extra={
                 "event": "request", "method": method, "path": logged_path,
-                "query_keys": sorted({k.decode("latin-1") for k, _, _ in
-                                      (p.partition(b"=") for p in scope.get("query_string", b"").split(b"&") if p)}),
+                "query_keys": query_keys, "query_other": query_other,
                 "status": status_holder["status"],
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 "operation_id": operation_id,
                 "client_id": facts.get("client_id"),
                 "request_id": request_id,
             })
+
+    def _query_names(self, query_string: bytes) -> tuple[list[str], int]:
+        """The spec's parameter names in a query string, and how many other parts it has. A part the spec does
+        not name is only counted: a client chooses it, and `?<bsn>&<e-mail>` has no `=` at all."""
+        names, other = set(), 0
+        for part in query_string.split(b"&"):
+            if not part:
+                continue
+            name = unquote_plus(part.partition(b"=")[0].decode("latin-1"))
+            if name in self.query_names:
+                names.add(name)
+            else:
+                other += 1
+        return sorted(names), other
 
     async def _buffer(self, receive):
         """Read the whole request body (bounded) so an oversized one is refused before any work."""

@@ -57,10 +57,10 @@ def _int(env: dict, name: str, default: int) -> int:
     return value
 
 
-def _minstens_1(env: dict, name: str, default: int) -> int:
+def _minstens(env: dict, name: str, default: int, minimum: int) -> int:
     value = _int(env, name, default)
-    if value < 1:
-        raise ConfigError(f"{name} must be at least 1, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
 
 
@@ -120,6 +120,11 @@ class Settings:
     serve_pid: int = 0                   # set by `serve` for its workers: they end when this process is gone
     subject_max_concurrent: int = 4          # kla-002 checks at once per worker process (of a2wsgi's 10 threads)
     subject_max_concurrent_per_client: int = 2
+    allowed_hosts: tuple[str, ...] = ()      # Host values (after KLANTEN_TRUSTED_PROXIES) that may name this server
+    max_header_bytes: int = 65_536           # request line + headers of one request, per request
+    header_timeout: float = 10.0             # seconds for a connection to deliver a request's headers
+    body_timeout: float = 30.0               # seconds for a request body (POST/PUT/PATCH) to arrive in full
+    max_connections: int = 1000              # open connections per worker process
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -169,14 +174,19 @@ class Settings:
             trusted_proxies=_list(env, "KLANTEN_TRUSTED_PROXIES"),
             db_statement_timeout_ms=_int(env, "KLANTEN_DB_STATEMENT_TIMEOUT_MS", cls.db_statement_timeout_ms),
             db_lock_timeout_ms=_int(env, "KLANTEN_DB_LOCK_TIMEOUT_MS", cls.db_lock_timeout_ms),
-            auth_max_token_bytes=_minstens_1(env, "KLANTEN_AUTH_MAX_TOKEN_BYTES", cls.auth_max_token_bytes),
+            auth_max_token_bytes=_minstens(env, "KLANTEN_AUTH_MAX_TOKEN_BYTES", cls.auth_max_token_bytes, 1),
             auth_token_cache_bytes=_int(env, "KLANTEN_AUTH_TOKEN_CACHE_BYTES", cls.auth_token_cache_bytes),
             db_network_timeout=_float(env, "KLANTEN_DB_NETWORK_TIMEOUT", cls.db_network_timeout),
             db_wait_seconds=_seconden(env, "KLANTEN_DB_WAIT_SECONDS", cls.db_wait_seconds),
             serve_pid=_int(env, "KLANTEN_SERVE_PID", cls.serve_pid),
-            subject_max_concurrent=_minstens_1(env, "KLANTEN_SUBJECT_MAX_CONCURRENT", cls.subject_max_concurrent),
-            subject_max_concurrent_per_client=_minstens_1(env, "KLANTEN_SUBJECT_MAX_CONCURRENT_PER_CLIENT",
-                                                          cls.subject_max_concurrent_per_client),
+            subject_max_concurrent=_minstens(env, "KLANTEN_SUBJECT_MAX_CONCURRENT", cls.subject_max_concurrent, 1),
+            subject_max_concurrent_per_client=_minstens(env, "KLANTEN_SUBJECT_MAX_CONCURRENT_PER_CLIENT",
+                                                        cls.subject_max_concurrent_per_client, 1),
+            allowed_hosts=_list(env, "KLANTEN_ALLOWED_HOSTS"),
+            max_header_bytes=_minstens(env, "KLANTEN_MAX_HEADER_BYTES", cls.max_header_bytes, 1024),
+            header_timeout=_float(env, "KLANTEN_HEADER_TIMEOUT", cls.header_timeout),
+            body_timeout=_float(env, "KLANTEN_BODY_TIMEOUT", cls.body_timeout),
+            max_connections=_minstens(env, "KLANTEN_MAX_CONNECTIONS", cls.max_connections, 1),
         )
 
     def rate_limit_parts(self) -> tuple[int, float] | None:

@@ -120,6 +120,8 @@ def env(tmp_path, database_url, auth_file, apis) -> dict:
     """A production environment in which every check passes (Redis added by the tests that need it)."""
     return {
         "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+        "PYTHONPATH": str(PROJECT),              # this checkout's code (the script's installed package may be another)
+        "KLANTEN_BASE_URL": "https://klanten.gemeente.example",
         "KLANTEN_DATABASE_URL": database_url,
         "KLANTEN_AUTH_CONFIG": str(auth_file),
         "KLANTEN_NOTIFICATIONS_API_URL": apis.url_for("/nrc/api/v1/"),
@@ -207,6 +209,15 @@ def test_an_unparsable_setting_stops_with_a_clear_message(env, tmp_path):
     out = check(env, tmp_path)
     assert out.code != 0
     assert "KLANTEN_RATE_LIMIT" in out.stderr, out
+
+
+def test_no_public_url_outside_development_fails(env, tmp_path):
+    """Without KLANTEN_BASE_URL or KLANTEN_ALLOWED_HOSTS `serve` refuses to start (test_host_header.py)."""
+    del env["KLANTEN_BASE_URL"]
+    out = check(env, tmp_path)
+    assert_only_failure(out, "settings", "KLANTEN_BASE_URL", "KLANTEN_ALLOWED_HOSTS")
+    env["KLANTEN_ALLOWED_HOSTS"] = "klanten.gemeente.example"
+    assert check(env, tmp_path).code == 0
 
 
 def test_no_auth_config_fails(env, tmp_path):

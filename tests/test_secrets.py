@@ -42,7 +42,9 @@ def auth_file(tmp_path: Path, secret: str, label: str = LABEL) -> Path:
 
 
 def production(tmp_path: Path, **overrides) -> Settings:
-    values = dict(database_url=f"sqlite:///{tmp_path / 'klanten.sqlite3'}", development=False)
+    # outside development the public URL must be configured too (test_host_header.py)
+    values = dict(database_url=f"sqlite:///{tmp_path / 'klanten.sqlite3'}", development=False,
+                  base_url="https://klanten.gemeente.example")
     values.update(overrides)
     return Settings(**values)
 
