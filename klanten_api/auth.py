@@ -151,9 +151,9 @@ def controleer_geheimen(settings: Settings, applicaties: Applicaties) -> list[st
     for naam, geheim, app in geheimen:
         reden = zwak_geheim(geheim)
         if reden and app is not None and app.accept_weak_secret:
-            log.warning(f"KLANTEN_AUTH_CONFIG: the secret of application {app.label!r} is {reden}; accepted "
-                        "because of acceptWeakSecret: true. Replace it with a random secret of at least 32 bytes.",
-                        extra={"event": "weak_secret_accepted", "applicatie": app.label})
+            log.warning("KLANTEN_AUTH_CONFIG: an application's weak secret is accepted because of "
+                        "acceptWeakSecret: true; replace it with a random secret of at least 32 bytes",
+                        extra={"event": "weak_secret_accepted", "applicatie": app.label, "reason": reden})
             toegestaan.append(app.label)
         elif reden:
             hint = (" or, for an application whose secret cannot be changed yet, set acceptWeakSecret: true on "
