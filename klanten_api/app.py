@@ -94,7 +94,8 @@ def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
         from .autorisaties import AutorisatiesApi
         autorisaties_api = AutorisatiesApi(settings)
     authorisatie = Authorisatie(applicaties, autorisaties_api, max_token_bytes=settings.auth_max_token_bytes,
-                                cache_budget=settings.auth_token_cache_bytes)
+                                cache_budget=settings.auth_token_cache_bytes, audience=settings.auth_audience,
+                                max_token_age=settings.auth_max_token_age)
 
     engine = engine or make_engine(settings.database_url, pool_size=settings.db_pool_size,
                                    max_overflow=settings.db_max_overflow, pool_timeout=settings.db_pool_timeout,

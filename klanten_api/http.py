@@ -19,6 +19,7 @@ from urllib.parse import unquote_plus
 
 from starlette.datastructures import Headers
 
+from .apiroot import ApiRoot, collecties
 from .errors import PROBLEM_JSON, problem_bytes
 from .etag import etag as etag_of, if_none_match as etag_matches
 from .settings import API_BASE_PATH, API_VERSION, ConfigError
@@ -155,6 +156,7 @@ class ZgwHttp:
         self.ops = ops
         self.metrics = metrics
         self.trusted = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
+        self.api_roots = [ApiRoot(API_BASE_PATH, collecties(spec_paths))]
 
     def _cors(self, origin: str | None) -> list:
         """CORS headers for a request from `origin` (any origin by default, as the reference)."""
@@ -215,6 +217,7 @@ class ZgwHttp:
             base = self.settings.base_url or f"{scope.get('scheme', 'http')}://{naam}"
         else:
             base = public_base(scope, self.settings)
+        api_root = next((r for r in self.api_roots if r.serves(path)), None)
         origin = headers.get("origin")
         status_holder = {"status": 500}
         facts = {}
@@ -233,7 +236,8 @@ class ZgwHttp:
             if any(ord(c) < 32 or ord(c) == 127 for c in path):
                 await finish(404)
                 return await self._send_problem(send, 404, base, common)
-            is_api = path.startswith(API_BASE_PATH + "/klanten")
+            # an API root answers JSON like the resources (its redirects do not negotiate)
+            is_api = path.startswith(API_BASE_PATH + "/klanten") or (api_root is not None and path == api_root.root)
             if is_api and method == "OPTIONS" and cors and headers.get("access-control-request-method"):
                 await finish(200)
                 await send({"type": "http.response.start", "status": 200, "headers": [
@@ -245,6 +249,9 @@ class ZgwHttp:
             if is_api and not acceptable(headers.get("accept")):
                 await finish(406)
                 return await self._send_problem(send, 406, base, common)
+            if api_root is not None:
+                return await finish(await api_root.answer(scope, send, base,
+                                                          [*common, (b"api-version", API_VERSION.encode())]))
             if is_api and method in ("POST", "PUT", "PATCH"):
                 declared = headers.get("content-length")
                 if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
@@ -334,7 +341,7 @@ class ZgwHttp:
             route = self._route(path)[1]
             operation_id = route.get(method)
             # uuids are identifiers, not personal data; anything else a client put in a path is not logged
-            logged_path = path if (SAFE_PATH.match(path) or path in KNOWN_PATHS) else (
+            logged_path = path if (SAFE_PATH.match(path) or path in KNOWN_PATHS or api_root is not None) else (
                 route.get("_template") or "(other)")
             if self.metrics is not None:
                 self.metrics.observe(operation_id, status_holder["status"], time.perf_counter() - started)

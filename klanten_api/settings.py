@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,6 +126,8 @@ class Settings:
     header_timeout: float = 10.0             # seconds for a connection to deliver a request's headers
     body_timeout: float = 30.0               # seconds for a request body (POST/PUT/PATCH) to arrive in full
     max_connections: int = 1000              # open connections per worker process
+    auth_audience: tuple[str, ...] = ()       # `aud` values that name this server; a token with another aud: 403
+    auth_max_token_age: int = 0               # seconds since `iat` a token is accepted; 0: off (as the reference)
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -187,6 +190,8 @@ class Settings:
             header_timeout=_float(env, "KLANTEN_HEADER_TIMEOUT", cls.header_timeout),
             body_timeout=_float(env, "KLANTEN_BODY_TIMEOUT", cls.body_timeout),
             max_connections=_minstens(env, "KLANTEN_MAX_CONNECTIONS", cls.max_connections, 1),
+            auth_audience=tuple(a.strip() for a in env.get("KLANTEN_AUTH_AUDIENCE", "").split(",") if a.strip()),
+            auth_max_token_age=_int(env, "KLANTEN_AUTH_MAX_TOKEN_AGE", cls.auth_max_token_age),
         )
 
     def rate_limit_parts(self) -> tuple[int, float] | None:
@@ -199,14 +204,22 @@ class Settings:
 PLACEHOLDER_MARKERS = ("changeme", "change-me", "placeholder", "not-for-production", "example", "secret", "xxx",
                        "todo", "letmein", "password")
 MIN_SECRET_BYTES = 32
+MIN_SECRET_CHARACTERS = 8
+_MARKERS = re.compile("|".join(re.escape(m) for m in sorted(PLACEHOLDER_MARKERS, key=len, reverse=True)),
+                      re.IGNORECASE)
 
 
 def zwak_geheim(secret: str) -> str | None:
-    """Why a secret is unfit outside development (None when it is fine)."""
+    """Why a secret is unfit outside development (None when it is fine).
+
+    Strength, not spelling: the secret must hold at least 32 bytes and 8 different characters *besides* any
+    placeholder words in it. A random secret (`secrets.token_urlsafe(32)`: 43 characters) that happens to
+    contain `xxx` or `secret` keeps far more than 32 bytes around it and passes; a template such as
+    `changeme-changeme-…` or `…-example-secret` does not."""
     if len(secret.encode("utf-8")) < MIN_SECRET_BYTES:
         return f"shorter than {MIN_SECRET_BYTES} bytes"
-    lowered = secret.lower()
-    if len(set(secret)) < 8 or any(marker in lowered for marker in PLACEHOLDER_MARKERS):
+    rest = _MARKERS.sub("", secret)
+    if len(rest.encode("utf-8")) < MIN_SECRET_BYTES or len(set(rest)) < MIN_SECRET_CHARACTERS:
         return "a placeholder"
     return None
 

@@ -342,3 +342,17 @@ def test_a_remote_client_unknown_to_the_autorisaties_api_fails(env, tmp_path):
 def test_unreachable_redis_fails_without_printing_the_password(env, tmp_path, closed_port):
     env.update(KLANTEN_REDIS_URL=f"redis://:{REDIS_PASSWORD}@127.0.0.1:{closed_port}/0", KLANTEN_RATE_LIMIT="600/60")
     assert_only_failure(check(env, tmp_path), "redis", "cannot connect", f"127.0.0.1:{closed_port}")
+
+
+def test_an_accepted_weak_secret_is_named_by_label_not_shown(tmp_path, env):
+    """acceptWeakSecret (issue #12): the check passes and says which application runs on a weak secret."""
+    zwak = "changeme-changeme-Zq7pL2vR9xK4mW8tY1nB"
+    env["KLANTEN_AUTH_CONFIG"] = str(_write_auth(tmp_path / "zwak.yaml", [
+        {"label": "Oud zaaksysteem", "clientIds": ["oud"], "secret": zwak, "heeftAlleAutorisaties": True,
+         "acceptWeakSecret": True},
+        {"label": "Portaal", "clientIds": [REMOTE_CLIENT], "secret": REMOTE_SECRET}]))
+    out = check(env, tmp_path)
+    line = out.status("auth config")
+    assert line.startswith("ok"), out
+    assert "weak secret accepted (acceptWeakSecret) for 'Oud zaaksysteem'" in line, out
+    assert zwak not in out.stdout + out.stderr
