@@ -175,7 +175,8 @@ def test_server_with_a_random_secret_containing_xxx_starts_and_answers(server_fa
     """Over HTTP, outside development: the secret that today's check refused serves requests."""
     geheim = next(g for g in iter(lambda: secrets.token_urlsafe(32), None) if "xxx" not in g.lower())
     geheim = geheim[:20] + "xxx" + geheim[23:]
-    srv = server_factory(development=False, auth_config=auth_file(tmp_path, geheim))
+    srv = server_factory(development=False, base_url="https://klanten.gemeente.example",
+                         auth_config=auth_file(tmp_path, geheim))
     r = Api(srv.url).get("/klanten", headers={"Authorization": f"Bearer {token('zaaksysteem', geheim)}"}, auth=False)
     assert r.status_code == 200, r.text
 
@@ -196,7 +197,8 @@ def test_accept_weak_secret_starts_with_a_warning_naming_the_label(server_factor
     application; the server starts outside development, warns (label, never the secret) and serves."""
     geheim = ZWAK[soort]
     with vang_logs() as vanger:
-        srv = server_factory(development=False, auth_config=auth_file_accepting(tmp_path, geheim, True))
+        srv = server_factory(development=False, base_url="https://klanten.gemeente.example",
+                             auth_config=auth_file_accepting(tmp_path, geheim, True))
     waarschuwingen = vanger.events("weak_secret_accepted")
     assert [(w["level"], w["applicatie"]) for w in waarschuwingen] == [("WARNING", LABEL)], waarschuwingen
     assert "acceptWeakSecret" in waarschuwingen[0]["message"]
