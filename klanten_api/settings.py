@@ -54,6 +54,24 @@ def _bool(env: dict, name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+_EENHEDEN = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duur(env: dict, name: str, default: float) -> float:
+    """A duration in seconds: a number of seconds, or a number with s, m, h or d (`24h`)."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    getal, eenheid = (raw[:-1], _EENHEDEN[raw[-1]]) if raw[-1] in _EENHEDEN else (raw, 1.0)
+    try:
+        value = float(getal) * eenheid
+    except ValueError:
+        raise ConfigError(f"{name} must be a duration such as 86400, 90m or 24h, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
 def _list(env: dict, name: str) -> tuple[str, ...]:
     return tuple(p.strip().lower() for p in env.get(name, "").split(",") if p.strip())
 
@@ -74,7 +92,6 @@ class Settings:
     notifications_client_id: str = ""
     notifications_secret: str = ""
     notifications_timeout: float = 10.0
-    notifications_max_attempts: int = 8
     notifications_backoff: float = 1.0
     notifications_relay: bool = True
     notifications_poll: float = 1.0
@@ -92,6 +109,10 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     db_statement_timeout_ms: int = 30_000
     db_lock_timeout_ms: int = 10_000
+    # seconds a message keeps being retried after its first transient failure (then: failed); replaces the
+    # former KLANTEN_NOTIFICATIONS_MAX_ATTEMPTS, which is no longer read
+    notifications_retry_horizon: float = 24 * 3600.0
+    notifications_max_backoff: float = 300.0     # seconds: the longest pause between two tries of one message
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -122,7 +143,6 @@ class Settings:
             notifications_client_id=env.get("KLANTEN_NOTIFICATIONS_CLIENT_ID", ""),
             notifications_secret=env.get("KLANTEN_NOTIFICATIONS_SECRET", ""),
             notifications_timeout=_float(env, "KLANTEN_NOTIFICATIONS_TIMEOUT", cls.notifications_timeout),
-            notifications_max_attempts=_int(env, "KLANTEN_NOTIFICATIONS_MAX_ATTEMPTS", cls.notifications_max_attempts),
             notifications_backoff=_float(env, "KLANTEN_NOTIFICATIONS_BACKOFF", cls.notifications_backoff),
             notifications_relay=_bool(env, "KLANTEN_NOTIFICATIONS_RELAY", cls.notifications_relay),
             notifications_poll=_float(env, "KLANTEN_NOTIFICATIONS_POLL", cls.notifications_poll),
@@ -141,6 +161,9 @@ class Settings:
             trusted_proxies=_list(env, "KLANTEN_TRUSTED_PROXIES"),
             db_statement_timeout_ms=_int(env, "KLANTEN_DB_STATEMENT_TIMEOUT_MS", cls.db_statement_timeout_ms),
             db_lock_timeout_ms=_int(env, "KLANTEN_DB_LOCK_TIMEOUT_MS", cls.db_lock_timeout_ms),
+            notifications_retry_horizon=_duur(env, "KLANTEN_NOTIFICATIONS_RETRY_HORIZON",
+                                              cls.notifications_retry_horizon),
+            notifications_max_backoff=_float(env, "KLANTEN_NOTIFICATIONS_MAX_BACKOFF", cls.notifications_max_backoff),
         )
 
     def rate_limit_parts(self) -> tuple[int, float] | None:
