@@ -45,6 +45,7 @@ RETRYABLE_4XX = {408, 425, 429}
 FOUT_PAUZE = 5.0          # seconds at most between tries while the database is away
 LEASE_RUIMTE = 10.0       # seconds a lease lasts beyond the longest send: room for sends before it is extended
 MARGE = 1.0               # seconds a lease must still have beyond the longest send when a send starts
+MAX_VERVANGEN = 3         # dead pooled connections replaced at once within one statement's run
 
 
 def _nu() -> dt.datetime:
@@ -80,6 +81,7 @@ class Relay:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._statements: dict[tuple[str, str], sa.Executable] = {}
+        self._dbapi_fout = getattr(engine.dialect.loaded_dbapi, "Error", sa.exc.DBAPIError)
 
     # ---- statements (built once per dialect: building one costs more CPU than running it) ----
     @staticmethod
@@ -187,21 +189,23 @@ class Relay:
                 yield conn
 
     def _uitvoeren(self, naam: str, tot: float | None = None, **parameters) -> list:
-        """Run one of the relay's statements; the rows it returns. A lost connection is replaced at once; with
-        `tot` (a time.monotonic() deadline: the end of the lease in hand) any database error is retried with
-        a growing pause until then, since a delivery that is not marked is sent again after its lease."""
-        pauze, opnieuw_verbonden = 0.05, False
+        """Run one of the relay's statements; the rows it returns. Connections that died in the pool (the database
+        restarted, a connection was killed) are replaced at once; with `tot` (a time.monotonic() deadline: the end
+        of the lease in hand) any database error is retried with a growing pause until then, since a delivery
+        that is not marked is sent again after its lease."""
+        pauze, vervangen = 0.05, 0
         while True:
             try:
                 with self._atomair() as conn:
                     result = conn.execute(self._statement(conn, naam), self._parameters(conn, **parameters))
                     return result.all() if result.returns_rows else []
-            except sa.exc.DBAPIError as exc:
-                if exc.connection_invalidated and not opnieuw_verbonden:
-                    opnieuw_verbonden = True
+            except (sa.exc.DBAPIError, self._dbapi_fout) as exc:
+                # (setting a dead connection to autocommit fails with the driver's own error, not wrapped)
+                if vervangen < MAX_VERVANGEN:
+                    vervangen += 1
                     continue
                 if tot is None or time.monotonic() + pauze >= tot:
-                    raise
+                    raise exc
                 time.sleep(pauze)
                 pauze = min(1.0, pauze * 2)
 

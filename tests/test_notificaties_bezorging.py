@@ -342,3 +342,39 @@ def test_a_discarded_message_releases_its_klant(server_factory, nep_nrc, subject
     wait_for(lambda: [m["actie"] for m in nrc.beantwoord] == ["partial_update"], wat="the update after the discard")
     assert [r.status for r in outbox(engine)] == ["discarded", "sent"]
     assert f"{mislukt[0].id}\t" in cli(database_url, "list", "--status", "discarded")
+
+
+@pytest.mark.skipif(not os.environ.get("KLANTEN_TEST_DATABASE_URL", "").startswith("postgres"),
+                    reason="kills the relay's PostgreSQL connections (pg_terminate_backend)")
+def test_a_killed_database_connection_of_the_relay_repeats_nothing(engine, database_url, nep_nrc):
+    """While the Notificaties API holds the 5th message, the relay's database connections are terminated. The
+    old relay could not mark its batch on the dead connection and sent the whole batch again after the lease;
+    now the delivery is marked over a new connection: every message exactly once."""
+    from storage.database import make_engine
+    relay_engine = make_engine(database_url, pool_size=2, max_overflow=2)
+    pids: list[int] = []
+
+    @sa.event.listens_for(relay_engine, "connect")
+    def onthoud(dbapi_conn, _record):
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            pids.append(cur.fetchone()[0])
+
+    def gedrag(bericht, keer):
+        if len(nrc.ontvangen) == 5:
+            with engine.connect() as conn:
+                for pid in pids:
+                    conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        return 201
+
+    nrc = nep_nrc(gedrag=gedrag)
+    alle = berichten(engine, klanten=20, per_klant=1)
+    relay = Relay(relay_engine, instellingen(database_url, nrc)).start()
+    try:
+        wait_for(lambda: all(r.status == "sent" for r in outbox(engine)), timeout=30, wat="all delivered")
+        time.sleep(1.0)
+    finally:
+        relay.stop()
+        relay_engine.dispose()
+    assert len(pids) >= 2                                                             # it did lose a connection
+    assert nrc.per_bericht(nrc.ontvangen) == Counter(b["id"] for b in alle)           # each exactly once
