@@ -148,9 +148,18 @@ class Relay:
                 .values(volgende_poging=self._klok(postgres), pogingen=notificatie.c.pogingen - 1))
 
     def _bouw_verzonden(self, postgres: bool) -> sa.Update:
-        return (sa.update(notificatie)
-                .where(notificatie.c.id == sa.bindparam("nid"), notificatie.c.status == _tekst(WACHTEND))
-                .values(status=VERZONDEN, verzonden=self._klok(postgres), laatste_fout=""))
+        statement = (sa.update(notificatie)
+                     .where(notificatie.c.id == sa.bindparam("nid"), notificatie.c.status == _tekst(WACHTEND))
+                     .values(status=VERZONDEN, verzonden=self._klok(postgres), laatste_fout=""))
+        if postgres:
+            # One commit per delivery; waiting for its WAL flush made the mark cost more than the send (measured:
+            # 330-480 deliveries/s instead of about 1300/s). The statement commits asynchronously instead
+            # (synchronous_commit off for its own transaction only, set inside it: no extra round trip). What a
+            # PostgreSQL crash can lose is a fraction of a second of these marks, and a lost mark only means the
+            # message is sent again (README: the duplicate window), never that one is lost.
+            statement = statement.where(
+                sa.literal_column("set_config('synchronous_commit', 'off', true)") == sa.literal_column("'off'"))
+        return statement
 
     def _bouw_mislukt(self, postgres: bool) -> sa.Update:
         return (sa.update(notificatie)
