@@ -17,7 +17,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import replace
 
 import pytest
 import sqlalchemy as sa
@@ -25,7 +24,6 @@ import sqlalchemy as sa
 from conftest import Api, klant_body, wait_for
 from klanten_api.settings import Settings
 from notificaties.relay import Relay
-from storage.tables import notificatie
 from storage.uow import UnitOfWork
 from test_notificaties import NRC_CLIENT, NRC_SECRET, ROOT, outbox
 
@@ -378,3 +376,15 @@ def test_a_killed_database_connection_of_the_relay_repeats_nothing(engine, datab
         relay_engine.dispose()
     assert len(pids) >= 2                                                             # it did lose a connection
     assert nrc.per_bericht(nrc.ontvangen) == Counter(b["id"] for b in alle)           # each exactly once
+
+
+def test_the_retry_horizon_is_read_in_seconds_or_with_a_unit():
+    from klanten_api.settings import ConfigError
+    lees = lambda waarde: Settings.from_env({"KLANTEN_NOTIFICATIONS_RETRY_HORIZON": waarde})  # noqa: E731
+    assert Settings.from_env({}).notifications_retry_horizon == 24 * 3600
+    assert [lees(w).notifications_retry_horizon for w in ("90", "90s", "30m", "24h", "2d", "1.5h")] == [
+        90, 90, 1800, 86400, 172800, 5400]
+    for fout in ("morgen", "-1h", "0", "h"):
+        with pytest.raises(ConfigError, match="KLANTEN_NOTIFICATIONS_RETRY_HORIZON"):
+            lees(fout)
+    assert Settings.from_env({"KLANTEN_NOTIFICATIONS_MAX_BACKOFF": "60"}).notifications_max_backoff == 60
