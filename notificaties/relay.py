@@ -209,8 +209,10 @@ class Relay:
                     result = conn.execute(self._statement(conn, naam), self._parameters(conn, **parameters))
                     return result.all() if result.returns_rows else []
             except (sa.exc.DBAPIError, self._dbapi_fout) as exc:
-                # (setting a dead connection to autocommit fails with the driver's own error, not wrapped)
-                if vervangen < MAX_VERVANGEN:
+                # a dead connection: SQLAlchemy invalidated it, or (setting autocommit on it) the driver's own
+                # error came through unwrapped; not a lock time-out or a constraint, which another try won't fix
+                dood = exc.connection_invalidated if isinstance(exc, sa.exc.DBAPIError) else True
+                if dood and vervangen < MAX_VERVANGEN:
                     vervangen += 1
                     continue
                 if tot is None or time.monotonic() + pauze >= tot:
