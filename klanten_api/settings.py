@@ -76,6 +76,24 @@ def _bool(env: dict, name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+_EENHEDEN = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duur(env: dict, name: str, default: float) -> float:
+    """A duration in seconds: a number of seconds, or a number with s, m, h or d (`24h`)."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    getal, eenheid = (raw[:-1], _EENHEDEN[raw[-1]]) if raw[-1] in _EENHEDEN else (raw, 1.0)
+    try:
+        value = float(getal) * eenheid
+    except ValueError:
+        raise ConfigError(f"{name} must be a duration such as 86400, 90m or 24h, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
 def _list(env: dict, name: str) -> tuple[str, ...]:
     return tuple(p.strip().lower() for p in env.get(name, "").split(",") if p.strip())
 
@@ -96,7 +114,6 @@ class Settings:
     notifications_client_id: str = ""
     notifications_secret: str = ""
     notifications_timeout: float = 10.0
-    notifications_max_attempts: int = 8
     notifications_backoff: float = 1.0
     notifications_relay: bool = True
     notifications_poll: float = 1.0
@@ -128,6 +145,10 @@ class Settings:
     max_connections: int = 1000              # open connections per worker process
     auth_audience: tuple[str, ...] = ()       # `aud` values that name this server; a token with another aud: 403
     auth_max_token_age: int = 0               # seconds since `iat` a token is accepted; 0: off (as the reference)
+    # seconds a message keeps being retried after its first transient failure (then: failed); replaces the
+    # former KLANTEN_NOTIFICATIONS_MAX_ATTEMPTS, which is no longer read
+    notifications_retry_horizon: float = 24 * 3600.0
+    notifications_max_backoff: float = 300.0     # seconds: the longest pause between two tries of one message
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -158,7 +179,6 @@ class Settings:
             notifications_client_id=env.get("KLANTEN_NOTIFICATIONS_CLIENT_ID", ""),
             notifications_secret=env.get("KLANTEN_NOTIFICATIONS_SECRET", ""),
             notifications_timeout=_float(env, "KLANTEN_NOTIFICATIONS_TIMEOUT", cls.notifications_timeout),
-            notifications_max_attempts=_int(env, "KLANTEN_NOTIFICATIONS_MAX_ATTEMPTS", cls.notifications_max_attempts),
             notifications_backoff=_float(env, "KLANTEN_NOTIFICATIONS_BACKOFF", cls.notifications_backoff),
             notifications_relay=_bool(env, "KLANTEN_NOTIFICATIONS_RELAY", cls.notifications_relay),
             notifications_poll=_float(env, "KLANTEN_NOTIFICATIONS_POLL", cls.notifications_poll),
@@ -192,6 +212,9 @@ class Settings:
             max_connections=_minstens(env, "KLANTEN_MAX_CONNECTIONS", cls.max_connections, 1),
             auth_audience=tuple(a.strip() for a in env.get("KLANTEN_AUTH_AUDIENCE", "").split(",") if a.strip()),
             auth_max_token_age=_int(env, "KLANTEN_AUTH_MAX_TOKEN_AGE", cls.auth_max_token_age),
+            notifications_retry_horizon=_duur(env, "KLANTEN_NOTIFICATIONS_RETRY_HORIZON",
+                                              cls.notifications_retry_horizon),
+            notifications_max_backoff=_float(env, "KLANTEN_NOTIFICATIONS_MAX_BACKOFF", cls.notifications_max_backoff),
         )
 
     def rate_limit_parts(self) -> tuple[int, float] | None:

@@ -631,7 +631,7 @@ def test_geen_persoonsgegevens_in_logs_van_de_notificatie_relay(server_factory, 
     url = f"sqlite:///{map_ / 'klanten.sqlite3'}"
     upgrade(url)
     srv = server_factory(database_url=url, notifications_api_url=httpserver.url_for("/nrc/api/v1/"),
-                        notifications_backoff=0.05, notifications_max_attempts=2, notifications_timeout=2)
+                        notifications_backoff=0.05, notifications_timeout=2)
     v = Verkeer(Api(srv.url))
     with vang_logs() as vanger:
         v("POST", "/klanten", op="klant_create", status=201, json=persoon(subject))
