@@ -703,10 +703,6 @@ def tellen(t0, schrijfs, leest, kills, gebeurd, nrc, klanten, audit_rijen, outbo
                            f"never delivered: {ontbrekend[:3]}")
     if volgorde:
         bevindingen.append(f"{len(volgorde)} klanten whose notifications arrived out of order: {volgorde[:3]}")
-    nietvastgelegd = [w for w in schrijfs if not w.vastgelegd]
-    ongewenst = [w for w in nietvastgelegd if w.actie == "create" and w.uuid in bezorgd]
-    if ongewenst:
-        bevindingen.append(f"{len(ongewenst)} creates not committed yet notified")
 
     # summary
     nrc_status = Counter(o.status for o in nrc.ontvangen)
