@@ -508,7 +508,7 @@ def test_fault_run_every_committed_write_is_audited_and_notified_once(opstelling
                         drain_duur = time.monotonic() - eind_schrijven
                         break
                 time.sleep(0.5)
-            time.sleep(1.0)                 # a late second delivery would arrive now
+            time.sleep(1.0)                 # answers still on the wire arrive
         finally:
             stop_lezers.set()
             for t in threads[SCHRIJVERS:SCHRIJVERS + LEZERS]:
