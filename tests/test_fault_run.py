@@ -429,7 +429,11 @@ def opstelling(auth_config, tmp_path):
     with eigen_postgres_database("foutrun") as (url, _admin):
         upgrade(url)
         nrc, subject = Nrc(), TraagSubject()
-        env = {"KLANTEN_SUBJECT_ALLOWED_HOSTS": "127.0.0.1","KLANTEN_DATABASE_URL": url, "KLANTEN_AUTH_CONFIG": str(auth_config),
+        env = {"KLANTEN_SUBJECT_ALLOWED_HOSTS": "127.0.0.1", "KLANTEN_DATABASE_URL": url,
+               "KLANTEN_AUTH_CONFIG": str(auth_config),
+               # every writer uses the one test client: let all slow creates of a worker be in flight at its kill
+               # (the per-client cap of kla-002 checks would answer two of them 429 at once)
+               "KLANTEN_SUBJECT_MAX_CONCURRENT_PER_CLIENT": str(TRAGE_CREATES),
                "KLANTEN_DEVELOPMENT": "true",      # accepts the suite's recognisable JWT secret, changes nothing else
                "KLANTEN_BASE_URL": BASE_URL, "KLANTEN_NOTIFICATIONS_API_URL": nrc.url,
                "PYTHONPATH": str(ROOT),            # this checkout's code, also in the relay `serve` starts
