@@ -252,6 +252,8 @@ class StandIn:
         self.klanten: list[dict] = []
         self.regels: dict[str, list[dict]] = {}
         self.fouten_te_gaan = 0            # answer this many requests with 503 first
+        self.uitval_na = None              # after this many requests, answer every one with 503 (down)
+        self.verzoeken = 0
         httpserver.expect_request(__import__("re").compile(rf"^{self.pad}/klanten.*")).respond_with_handler(
             self.handle)
 
@@ -262,6 +264,9 @@ class StandIn:
     def handle(self, request):
         if request.headers.get("Authorization", "")[:7] != "Bearer ":
             return Response("{}", status=403, content_type="application/json")
+        self.verzoeken += 1
+        if self.uitval_na is not None and self.verzoeken > self.uitval_na:
+            return Response("{}", status=503, content_type="application/json")
         if self.fouten_te_gaan > 0:
             self.fouten_te_gaan -= 1
             return Response("{}", status=503, content_type="application/json")
@@ -364,3 +369,23 @@ def test_import_from_an_open_klant_style_source(httpserver, server_factory, engi
         bron_k = {x: y for x, y in k.items() if x not in ("aanmaakkanaal", "geverifieerd", "url")}
         assert {x: y for x, y in klant_ons.items() if x != "url"} == bron_k
         assert regels_ons == [{**r, "bron": "kc"} for r in regels]   # no --rewrite-base: URLs kept
+
+
+def test_source_down_midway_then_run_again(httpserver, api, server, engine, database_url):
+    stand_in = StandIn(httpserver, open_klant=False, pagina=20)
+    base = stand_in.link_base
+    for n in range(1, 101):
+        u = str(uuid.uuid4())
+        stand_in.voeg_toe(_referentie_klant(base, u, str(n)), [_regel(base, u, str(n), 0)])
+    stand_in.uitval_na = 60
+    args = ("--from", stand_in.root, "--client-id", "x", "--secret", "y" * 32, "--batch", "10", "--workers", "2")
+    res = importeer(database_url, *args, "--retries", "2")
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "run the same command again" in res.stderr
+    tussen = tel(engine, klant)
+    assert 0 < tussen < 100 and tel(engine, audittrail) == tussen
+    stand_in.uitval_na = None
+    res = importeer(database_url, *args)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"{100 - tussen} new, {tussen} already here and identical" in res.stdout
+    assert tel(engine, klant) == 100 == tel(engine, audittrail)
