@@ -234,7 +234,8 @@ class Rapport:
             r.append(f"  here:    {self.geverifieerd} klanten identical to the source on the fields of 1.0.0, "
                      f"{self.ons_regels} audit rows")
         for titel, lijst in (("skipped (cannot be stored here)", self.overgeslagen),
-                             ("conflicts (left alone; --overwrite replaces a klant of the same uuid)", self.conflicten)):
+                             ("conflicts (left alone; --overwrite replaces a klant of the same uuid)",
+                              self.conflicten)):
             if lijst:
                 r.append(f"  {titel}: {len(lijst)}")
                 r.extend(f"    {u}: {reden}" for u, reden in lijst)

@@ -208,7 +208,8 @@ class Importregels:
 
     def zelfde(self, kandidaat: Kandidaat, gegevens: dict, regels: list[dict]) -> list[str]:
         """The fields in which what we hold differs from what the import would write ([] : identical)."""
-        uit = [k for k in sorted(set(kandidaat.gegevens) | set(gegevens)) if kandidaat.gegevens.get(k) != gegevens.get(k)]
+        uit = [k for k in sorted(set(kandidaat.gegevens) | set(gegevens))
+               if kandidaat.gegevens.get(k) != gegevens.get(k)]
         if self._canon_regels(kandidaat.regels) != self._canon_regels(regels):
             uit.append("audittrail")
         return uit

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -15,7 +14,6 @@ import pytest
 import sqlalchemy as sa
 from werkzeug import Response
 
-from storage.database import make_engine
 from storage.migrate import upgrade
 from storage.tables import audittrail, klant, notificatie
 from conftest import (ALLE, BRONORGANISATIE, SECRET, Api, eigen_postgres_database, geldig_rsin, klant_body,
