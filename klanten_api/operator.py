@@ -155,4 +155,6 @@ def add_commands(sub) -> None:
     reg.add_argument("kanaal", nargs="?")
     reg.add_argument("--notificaties-api-root")
     reg.set_defaults(func=cmd_register_kanaal)
+    from .importeren import add_commands as migratie_commands     # import and export (DECISIONS #28)
+    migratie_commands(sub)
     sub.add_parser("check", help="check configuration and connections").set_defaults(func=__import__("klanten_api.check").check.cmd_check)

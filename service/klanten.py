@@ -246,6 +246,16 @@ class KlantenService:
     def _resource_weergave(g: dict) -> str:
         return f"{g['bronorganisatie']} - {g['klantnummer']}"
 
+    def gegevens_voor_import(self, body) -> dict:
+        """DECISIONS #28 (`klanten-api import`): the klant a create body would store, validated as klant_create
+        validates (kla-002 through this service's subject check, which an import passes as it chooses), but
+        without kla-001 (the body brings its klantnummer) and without a uniqueness check (the importer checks
+        against the register)."""
+        waarde, sid, sid_gegeven = self._valideer(body, gedeeltelijk=False, bestaand=None)
+        g = self._samengesteld(waarde, sid, sid_gegeven, None)
+        self._regel_subject(g)
+        return g
+
     # ---------- operations ----------
     def klant_create(self, body, verzoek: Verzoek) -> dict:
         self._controleer_toelichting(verzoek)

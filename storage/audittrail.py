@@ -50,3 +50,30 @@ class AuditTrailRepository:
 
     def verwijder_van_klant(self, klant_id: int) -> None:
         self.conn.execute(sa.delete(audittrail).where(audittrail.c.klant_id == klant_id))
+
+    # ---------- bulk loading: `klanten-api import` (DECISIONS #28) ----------
+    def toevoegen_veel(self, rijen: list[tuple[int, dict, str]]) -> None:
+        """Insert audit rows as they come (klant_id, row with API names, logrecord_id), in one batched statement."""
+        if rijen:
+            self.conn.execute(_INSERT, [kolommen(*r) for r in rijen])
+
+    def van_klanten(self, klant_ids) -> dict[int, list[dict]]:
+        """klant id -> its rows (as van_klant orders them) for several klanten at once."""
+        uit: dict[int, list[dict]] = {i: [] for i in klant_ids}
+        ids = list(uit)
+        for i in range(0, len(ids), 500):
+            rows = self.conn.execute(sa.select(audittrail).where(audittrail.c.klant_id.in_(ids[i:i + 500]))
+                                     .order_by(audittrail.c.klant_id, audittrail.c.aanmaakdatum, audittrail.c.id))
+            for r in rows:
+                uit[r.klant_id].append(_regel(r))
+        return uit
+
+    def bestaande_uuids(self, uuids) -> dict[uuid_mod.UUID, int]:
+        """uuid -> klant id of the audit rows among `uuids` that exist."""
+        uit = {}
+        uuids = list(uuids)
+        for i in range(0, len(uuids), 500):
+            rows = self.conn.execute(sa.select(audittrail.c.uuid, audittrail.c.klant_id)
+                                     .where(audittrail.c.uuid.in_(uuids[i:i + 500])))
+            uit.update({r[0]: r[1] for r in rows})
+        return uit
