@@ -285,7 +285,7 @@ class Voortgang:
 class _GeenSubjectControle:
     """kla-002 is not run on an import unless asked (--check-subjects): the source checked its subjects."""
 
-    def fout(self, subject):
+    def fout(self, subject, *, client_id=None):
         return None
 
 
