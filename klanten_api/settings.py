@@ -128,6 +128,8 @@ class Settings:
     max_connections: int = 1000              # open connections per worker process
     auth_audience: tuple[str, ...] = ()       # `aud` values that name this server; a token with another aud: 403
     auth_max_token_age: int = 0               # seconds since `iat` a token is accepted; 0: off (as the reference)
+    klanten_base_path: str = API_BASE_PATH    # the canonical base path of the Klanten API (DECISIONS #18)
+    contactmomenten_base_path: str = "/contactmomenten/api/v1"
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -192,6 +194,9 @@ class Settings:
             max_connections=_minstens(env, "KLANTEN_MAX_CONNECTIONS", cls.max_connections, 1),
             auth_audience=tuple(a.strip() for a in env.get("KLANTEN_AUTH_AUDIENCE", "").split(",") if a.strip()),
             auth_max_token_age=_int(env, "KLANTEN_AUTH_MAX_TOKEN_AGE", cls.auth_max_token_age),
+            klanten_base_path=_base_path(env, "KLANTEN_KLANTEN_BASE_PATH", cls.klanten_base_path),
+            contactmomenten_base_path=_base_path(env, "KLANTEN_CONTACTMOMENTEN_BASE_PATH",
+                                                 cls.contactmomenten_base_path),
         )
 
     def rate_limit_parts(self) -> tuple[int, float] | None:
@@ -234,3 +239,18 @@ def _rate_limit(raw: str) -> str:
     except ValueError:
         raise ConfigError(f"KLANTEN_RATE_LIMIT must look like 600/60 (requests/seconds), got {raw!r}") from None
     return raw
+
+
+_BASE_PATH = re.compile(r"(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+")
+
+
+def _base_path(env: dict, name: str, default: str) -> str:
+    """An absolute path of plain segments, without the trailing slash (whether it may be used for its API, next
+    to the other APIs' paths, klanten_api.apis decides)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    value = raw.rstrip("/")
+    if not _BASE_PATH.fullmatch(value):
+        raise ConfigError(f"{name} must be an absolute path such as {default}, got {raw!r}")
+    return value
