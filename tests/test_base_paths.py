@@ -6,6 +6,8 @@ notifications) is on the canonical path, whichever path was asked; the alias ans
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 import uuid
 
@@ -14,6 +16,7 @@ import requests
 import yaml
 
 from conftest import Api, klant_body, wait_for
+from processen import KLANTEN_API, ROOT, vrije_poort
 from klanten_api.apis import APIS, CONTACTMOMENTEN, KLANTEN, Layout, load_spec
 from klanten_api.app import create_app
 from klanten_api.http import path_templates
@@ -287,6 +290,18 @@ def test_a_base_path_that_overlaps_another_refuses_to_start(base_settings, pad, 
     from dataclasses import replace
     with pytest.raises(ConfigError, match=fout):
         create_app(replace(base_settings, klanten_base_path=pad))
+
+
+def test_serve_refuses_an_overlapping_base_path_before_it_migrates(tmp_path, auth_config):
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT), "KLANTEN_DEVELOPMENT": "true",
+           "KLANTEN_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.sqlite3'}", "KLANTEN_AUTH_CONFIG": str(auth_config),
+           "KLANTEN_KLANTEN_BASE_PATH": "/api"}
+    result = subprocess.run([*KLANTEN_API, "serve", "--port", str(vrije_poort())], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result
+    assert "configuration error: KLANTEN_KLANTEN_BASE_PATH" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "serve.sqlite3").exists(), "serve migrated a database before refusing"
 
 
 def test_a_base_path_of_its_own_is_served_in_front_of_the_supported_ones(server_factory, subject_url):
