@@ -2,8 +2,9 @@
 DRF API root does (`{"klanten": "http://host/api/v1/klanten"}`, no authorisation); `{base}` and `{base}/schema`
 without the trailing slash redirect (301) to the slashed path on the public base URL (KLANTEN_BASE_URL when set).
 
-zgw-consumers' connection check and zds-client read the root. One ApiRoot per base path, so a second base path
-(an alias, another API) is one more instance, not more code.
+zgw-consumers' connection check and zds-client read the root. One ApiRoot per base path of each API
+(klanten_api.apis), so a second base path (an alias, another API) is one more instance, not more code; an alias's
+root lists the collections on the canonical base path, like every URL the server writes.
 """
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ def collecties(spec_paths: dict) -> tuple[str, ...]:
 
 
 class ApiRoot:
-    def __init__(self, base_path: str, collecties: tuple[str, ...]):
+    def __init__(self, base_path: str, collecties: tuple[str, ...], canonical: str | None = None):
         self.base_path = base_path.rstrip("/")
         self.collecties = collecties
+        # the listed URLs are on the API's canonical base path, also on an alias's root (DECISIONS #18)
+        self.canonical = (canonical or base_path).rstrip("/")
         self.root = self.base_path + "/"
         # paths without their trailing slash -> the path they redirect to
         self.redirects = {self.base_path: self.root, f"{self.base_path}/schema": f"{self.base_path}/schema/"}
@@ -31,7 +34,7 @@ class ApiRoot:
         return path == self.root or path in self.redirects
 
     def body(self, public_base: str) -> bytes:
-        return json.dumps({naam: f"{public_base}{self.base_path}/{naam}" for naam in self.collecties},
+        return json.dumps({naam: f"{public_base}{self.canonical}/{naam}" for naam in self.collecties},
                           ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
     async def answer(self, scope, send, public_base: str, headers: list) -> int:

@@ -25,20 +25,26 @@ from .context import EXTENSION, Diensten
 from .errors import PROBLEM_JSON, from_exception
 from .etag import JSONIFIER
 from .logging import harden_library_loggers
-from .http import ZgwHttp, controleer_publieke_url, public_base, spec_query_names
+from .apis import Layout, MountedApi, load_spec as _load_spec
+from .http import ZgwHttp, controleer_publieke_url, public_base
 from .ops import Metrics, OpsEndpoints
 from .ratelimit import controleer as rate_limit, make_limiter
-from .settings import API_BASE_PATH, SPEC_PATH, Settings
+from .settings import SPEC_PATH, Settings
 from .validators import VALIDATOR_MAP
 
 log = logging.getLogger("klanten_api")
 
 
 class OperationIdResolver(Resolver):
-    """operationId `klant_list` -> handlers.klant_list."""
+    """operationId `klant_list` -> handlers.klant_list: each API resolves in its own handler module (both documents
+    have an `audittrail_list`)."""
+
+    def __init__(self, module=handlers):
+        super().__init__()
+        self.module = module
 
     def resolve_function_from_operation_id(self, operation_id):
-        return getattr(handlers, operation_id)
+        return getattr(self.module, operation_id)
 
 
 def _security_handler(authorisatie: Authorisatie, limiter):
@@ -75,14 +81,15 @@ def _error_handler(settings: Settings):
 
 
 def load_spec(path: Path = SPEC_PATH) -> dict:
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+    return _load_spec(path)
 
 
 def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
     """The ASGI application: the Connexion app wrapped in the ZGW HTTP layer. `resolver` replaces
     socket.getaddrinfo for the kla-002 subject check (tests stand in for DNS with it)."""
     settings = settings or Settings.from_env()
-    spec = load_spec()
+    layout = Layout.from_settings(settings)
+    spec = layout.api("klanten").spec
     applicaties = load_applicaties(settings.auth_config)
     controleer_geheimen(settings, applicaties)
     controleer_publieke_url(settings)
@@ -115,13 +122,17 @@ def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
         __name__,
         security_map={"bearer": _security_handler(authorisatie, make_limiter(settings))},
         validator_map=VALIDATOR_MAP,
-        swagger_ui_options=SwaggerUIOptions(
-            serve_spec=False, swagger_ui_path="/schema/ui",
-            swagger_ui_template_arguments={"openapi_spec_url": f"{API_BASE_PATH}/schema/openapi.yaml"}),
     )
-    app.add_api(SPEC_PATH, base_path=API_BASE_PATH, resolver=OperationIdResolver(), strict_validation=False,
-                validate_responses=settings.validate_responses,
-                jsonifier=JSONIFIER)
+    # every base path of every API is one mount of its document (connexion loads it anew for each, so the
+    # mounts share nothing), with its own Swagger UI at {base}/schema/ui/
+    for mounted in layout.apis:
+        resolver = OperationIdResolver(mounted.handler_module())
+        for base in mounted.base_paths:
+            app.add_api(mounted.api.spec, base_path=base, resolver=resolver, strict_validation=False,
+                        validate_responses=settings.validate_responses, jsonifier=JSONIFIER,
+                        swagger_ui_options=SwaggerUIOptions(
+                            serve_spec=False, swagger_ui_path="/schema/ui",
+                            swagger_ui_template_arguments={"openapi_spec_url": f"{base}/schema/openapi.yaml"}))
     for exc in (Exception,):
         app.add_error_handler(exc, _error_handler(settings))
     from starlette.exceptions import HTTPException
@@ -141,12 +152,13 @@ def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
         service.na_notificatie = WekSignaal(settings.notifications_relay_wekker)
 
     flask_app: flask.Flask = app.app
-    flask_app.extensions[EXTENSION] = Diensten(settings=settings, klanten=service)
-    _spec_routes(app, spec, settings)
+    flask_app.extensions[EXTENSION] = Diensten(settings=settings, klanten=service, layout=layout)
+    for mounted in layout.apis:
+        _spec_routes(app, mounted, settings)
+    _ref_routes(app)
 
     metrics = Metrics()
-    asgi = ZgwHttp(app, settings=settings, spec_paths=spec["paths"], ops=OpsEndpoints(engine, metrics),
-                   metrics=metrics, query_names=spec_query_names(spec))
+    asgi = ZgwHttp(app, settings=settings, layout=layout, ops=OpsEndpoints(engine, metrics), metrics=metrics)
     asgi.connexion_app = app
     asgi.engine = engine
     asgi.settings = settings
@@ -154,14 +166,18 @@ def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
     return asgi
 
 
-def _spec_routes(app, spec: dict, settings: Settings) -> None:
-    """DECISIONS #12: the document at /api/v1/schema/openapi.{yaml,json} and /api/v1/openapi.{yaml,json},
-    with an absolute servers url; interactive docs at /api/v1/schema/."""
+def _spec_routes(app, mounted: MountedApi, settings: Settings) -> None:
+    """DECISIONS #12: on each base path of the API, its document at {base}/schema/openapi.{yaml,json} and
+    {base}/openapi.{yaml,json}, with the absolute canonical base as servers url (an alias's document too: URLs
+    are identifiers); a docs page at {base}/schema/."""
+    spec = mounted.spec
+    info = spec.get("info", {})
+    titel = f"{info.get('title', mounted.naam)} {'.'.join(str(info.get('version', '')).split('.')[:2])}".strip()
 
     def document():
         doc = dict(spec)
         base = settings.base_url or flask.request.host_url.rstrip("/")
-        doc["servers"] = [{"url": f"{base}{API_BASE_PATH}"}]
+        doc["servers"] = [{"url": f"{base}{mounted.canonical}"}]
         return doc
 
     def as_yaml():
@@ -171,13 +187,17 @@ def _spec_routes(app, spec: dict, settings: Settings) -> None:
     def as_json():
         return flask.Response(json.dumps(document(), ensure_ascii=False), mimetype="application/json")
 
-    def docs():
-        return flask.Response(_REDOC.replace("{spec}", f"{API_BASE_PATH}/schema/openapi.yaml"), mimetype="text/html")
+    for base in mounted.base_paths:
+        page = _REDOC.replace("{titel}", titel).replace("{spec}", f"{base}/schema/openapi.yaml")
+        for prefix in (f"{base}/schema", base):
+            app.add_url_rule(f"{prefix}/openapi.yaml", f"spec_yaml_{prefix}", as_yaml)
+            app.add_url_rule(f"{prefix}/openapi.json", f"spec_json_{prefix}", as_json)
+        app.add_url_rule(f"{base}/schema/", f"docs_{base}",
+                         lambda page=page: flask.Response(page, mimetype="text/html"))
 
-    for prefix in (f"{API_BASE_PATH}/schema", API_BASE_PATH):
-        app.add_url_rule(f"{prefix}/openapi.yaml", f"spec_yaml_{prefix}", as_yaml)
-        app.add_url_rule(f"{prefix}/openapi.json", f"spec_json_{prefix}", as_json)
-    app.add_url_rule(f"{API_BASE_PATH}/schema/", "docs", docs)
+
+def _ref_routes(app) -> None:
+    """The pages the error `type`s and the notification channel point at (outside every API)."""
 
     def fout(klasse):
         return flask.Response(_PAGE.format(titel=f"Fout: {klasse}", inhoud=(
@@ -202,9 +222,9 @@ _PAGE = """<!DOCTYPE html>
 """
 
 _REDOC = """<!DOCTYPE html>
-<html lang="nl"><head><meta charset="utf-8"><title>Klanten API 1.0 - documentatie</title>
+<html lang="nl"><head><meta charset="utf-8"><title>{titel} - documentatie</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body><h1>Klanten API 1.0</h1>
+<body><h1>{titel}</h1>
 <p>De OpenAPI-specificatie: <a href="{spec}">openapi.yaml</a> (ook als <a href="openapi.json">JSON</a>).
 Interactief uitproberen: <a href="ui/">Swagger UI</a>.</p></body></html>
 """

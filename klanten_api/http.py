@@ -15,25 +15,21 @@ import re
 import time
 import uuid
 from contextvars import ContextVar
+from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
 from starlette.datastructures import Headers
 
-from .apiroot import ApiRoot, collecties
+from .apiroot import ApiRoot
 from .errors import PROBLEM_JSON, problem_bytes
 from .etag import etag as etag_of, if_none_match as etag_matches
-from .settings import API_BASE_PATH, API_VERSION, ConfigError
+from .settings import API_VERSION, ConfigError
 
 log = logging.getLogger("klanten_api.request")
 
-ETAG_PATHS = re.compile(rf"^{API_BASE_PATH}/klanten/[^/]+(/audittrail/[^/]+)?$")
-KLANT_PATH = re.compile(rf"^{API_BASE_PATH}/klanten/[^/]+$")
-# fixed paths that may appear as such in the request log (any other unmatched path is logged as "(other)")
-KNOWN_PATHS = {f"{API_BASE_PATH}/schema/openapi.yaml", f"{API_BASE_PATH}/schema/openapi.json",
-               f"{API_BASE_PATH}/openapi.yaml", f"{API_BASE_PATH}/openapi.json", f"{API_BASE_PATH}/schema/",
-               "/ref/kanalen/", "/_health/live", "/_health/ready", "/_metrics"}
+# fixed paths outside the APIs that may appear as such in the request log (any other unmatched path is "(other)")
+SERVER_PATHS = frozenset({"/ref/kanalen/", "/_health/live", "/_health/ready", "/_metrics"})
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-SAFE_PATH = re.compile(rf"^{API_BASE_PATH}/klanten(/{_UUID}(/audittrail(/{_UUID})?)?)?$")
 # per-request facts for the request log, filled in by the security check (same task, same context)
 VERZOEK_LOG: ContextVar[dict] = ContextVar("verzoek_log")
 CORS_ALLOW_HEADERS = ("x-requested-with, content-type, accept, origin, authorization, x-csrftoken, user-agent, "
@@ -115,19 +111,40 @@ def canonical_content_type(value: str) -> str:
     return out
 
 
-def path_templates(spec_paths: dict) -> list[tuple[re.Pattern, str, dict]]:
-    """(regex for a concrete path, Allow header value, method -> operationId) for every path of the spec;
-    the template itself under "_template" (what the request log shows: a client can put anything in a path)."""
+def document_paths(base: str) -> tuple[str, ...]:
+    """The paths of an API's own documents on one base path (klanten_api.app serves them)."""
+    return (f"{base}/schema/openapi.yaml", f"{base}/schema/openapi.json", f"{base}/openapi.yaml",
+            f"{base}/openapi.json", f"{base}/schema/")
+
+
+@dataclass(frozen=True)
+class Route:
+    regex: re.Pattern            # a concrete path of this template
+    safe: re.Pattern             # the same with a uuid in every parameter: a path the request log may show as sent
+    allow: str                   # the Allow header of a 405
+    operations: dict             # method -> operationId
+    template: str                # what the request log shows otherwise (a client can put anything in a path)
+    etag: frozenset[str]         # methods whose 200 answer carries an ETag
+
+
+def path_templates(spec_paths: dict, base: str) -> list[Route]:
+    """A Route for every path of a spec on one base path. ETags: a GET whose 200 answer declares one (a klant, an
+    audit row), and the PUT/PATCH answers on that path (the new version, for If-Match)."""
     out = []
     for template, item in spec_paths.items():
         methods = [m.upper() for m in ("get", "post", "put", "patch", "delete") if m in item]
         operations = {m: item[m.lower()].get("operationId") for m in methods}
+        etag = set()
         if "GET" in methods:
             methods.append("HEAD")
             operations["HEAD"] = operations["GET"]
-        regex = re.compile("^" + API_BASE_PATH + re.sub(r"\{[^/]+\}", "[^/]+", template) + "$")
-        operations["_template"] = API_BASE_PATH + template
-        out.append((regex, ", ".join(methods), operations))
+            if "ETag" in ((item["get"].get("responses") or {}).get("200") or {}).get("headers", {}):
+                etag = {"GET"} | {m for m in ("PUT", "PATCH") if m in methods}
+        pattern = re.escape(base) + re.sub(r"\\\{[^/]+?\\\}", "{}", re.escape(template))
+        out.append(Route(regex=re.compile("^" + pattern.replace("{}", "[^/]+") + "$"),
+                         safe=re.compile("^" + pattern.replace("{}", _UUID) + "$"),
+                         allow=", ".join(methods), operations=operations, template=base + template,
+                         etag=frozenset(etag)))
     return out
 
 
@@ -142,12 +159,17 @@ def _in_networks(address: str | None, networks) -> bool:
 
 
 class ZgwHttp:
-    def __init__(self, app, *, settings, spec_paths: dict, ops=None, metrics=None,
-                 query_names: frozenset[str] = frozenset()):
+    def __init__(self, app, *, settings, layout, ops=None, metrics=None):
         self.app = app
         self.settings = settings
-        self.templates = path_templates(spec_paths)
-        self.query_names = query_names
+        # every base path of every API (klanten_api.apis): its routes, document paths and API root
+        self.routes = [route for m in layout.apis for base in m.base_paths
+                       for route in path_templates(m.spec["paths"], base)]
+        self.api_prefixes = tuple(f"{base}/{naam}" for m in layout.apis for base in m.base_paths
+                                  for naam in m.collecties)
+        self.known_paths = SERVER_PATHS | {p for m in layout.apis for base in m.base_paths
+                                           for p in document_paths(base)}
+        self.query_names = frozenset().union(*(spec_query_names(m.spec) for m in layout.apis))
         # development without KLANTEN_ALLOWED_HOSTS takes any Host; otherwise a listed one (or, with
         # KLANTEN_BASE_URL and no list, Host is never used for a URL and need not be checked)
         self.allowed_hosts = settings.allowed_hosts
@@ -156,7 +178,8 @@ class ZgwHttp:
         self.ops = ops
         self.metrics = metrics
         self.trusted = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
-        self.api_roots = [ApiRoot(API_BASE_PATH, collecties(spec_paths))]
+        self.api_roots = [ApiRoot(base, m.collecties, canonical=m.canonical)
+                          for m in layout.apis for base in m.base_paths]
 
     def _cors(self, origin: str | None) -> list:
         """CORS headers for a request from `origin` (any origin by default, as the reference)."""
@@ -190,11 +213,8 @@ class ZgwHttp:
             (b"api-version", API_VERSION.encode()), *extra_headers]})
         await send({"type": "http.response.body", "body": body})
 
-    def _route(self, path: str) -> tuple[str | None, dict]:
-        for regex, allow, operations in self.templates:
-            if regex.match(path):
-                return allow, operations
-        return None, {}
+    def _route(self, path: str) -> Route | None:
+        return next((route for route in self.routes if route.regex.match(path)), None)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -237,7 +257,7 @@ class ZgwHttp:
                 await finish(404)
                 return await self._send_problem(send, 404, base, common)
             # an API root answers JSON like the resources (its redirects do not negotiate)
-            is_api = path.startswith(API_BASE_PATH + "/klanten") or (api_root is not None and path == api_root.root)
+            is_api = path.startswith(self.api_prefixes) or (api_root is not None and path == api_root.root)
             if is_api and method == "OPTIONS" and cors and headers.get("access-control-request-method"):
                 await finish(200)
                 await send({"type": "http.response.start", "status": 200, "headers": [
@@ -284,11 +304,11 @@ class ZgwHttp:
             is_head = method == "HEAD"
             if is_head:
                 scope = dict(scope, method="GET")
+            route = self._route(path)
+            allow = route.allow if route is not None else None
             # an ETag on what GET serves, and on the klant a PUT or PATCH answers (the new version, for If-Match)
-            etag_mode = (scope["method"] == "GET" and bool(ETAG_PATHS.match(path))) or (
-                scope["method"] in ("PUT", "PATCH") and bool(KLANT_PATH.match(path)))
+            etag_mode = route is not None and scope["method"] in route.etag
             if_none_match = headers.get("if-none-match")
-            allow, operations = self._route(path)
             state = {"start": None, "chunks": []}
 
             async def send_wrapper(message):
@@ -338,11 +358,13 @@ class ZgwHttp:
 
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = self._route(path)[1]
-            operation_id = route.get(method)
+            route = self._route(path)
+            operation_id = route.operations.get(method) if route is not None else None
             # uuids are identifiers, not personal data; anything else a client put in a path is not logged
-            logged_path = path if (SAFE_PATH.match(path) or path in KNOWN_PATHS or api_root is not None) else (
-                route.get("_template") or "(other)")
+            if (route is not None and route.safe.match(path)) or path in self.known_paths or api_root is not None:
+                logged_path = path
+            else:
+                logged_path = route.template if route is not None else "(other)"
             if self.metrics is not None:
                 self.metrics.observe(operation_id, status_holder["status"], time.perf_counter() - started)
             query_keys, query_other = self._query_names(scope.get("query_string", b""))

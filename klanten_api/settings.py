@@ -149,6 +149,8 @@ class Settings:
     # former KLANTEN_NOTIFICATIONS_MAX_ATTEMPTS, which is no longer read
     notifications_retry_horizon: float = 24 * 3600.0
     notifications_max_backoff: float = 300.0     # seconds: the longest pause between two tries of one message
+    klanten_base_path: str = API_BASE_PATH    # the canonical base path of the Klanten API (DECISIONS #18)
+    contactmomenten_base_path: str = "/contactmomenten/api/v1"
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -215,6 +217,9 @@ class Settings:
             notifications_retry_horizon=_duur(env, "KLANTEN_NOTIFICATIONS_RETRY_HORIZON",
                                               cls.notifications_retry_horizon),
             notifications_max_backoff=_float(env, "KLANTEN_NOTIFICATIONS_MAX_BACKOFF", cls.notifications_max_backoff),
+            klanten_base_path=_base_path(env, "KLANTEN_KLANTEN_BASE_PATH", cls.klanten_base_path),
+            contactmomenten_base_path=_base_path(env, "KLANTEN_CONTACTMOMENTEN_BASE_PATH",
+                                                 cls.contactmomenten_base_path),
         )
 
     def rate_limit_parts(self) -> tuple[int, float] | None:
@@ -257,3 +262,18 @@ def _rate_limit(raw: str) -> str:
     except ValueError:
         raise ConfigError(f"KLANTEN_RATE_LIMIT must look like 600/60 (requests/seconds), got {raw!r}") from None
     return raw
+
+
+_BASE_PATH = re.compile(r"(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+")
+
+
+def _base_path(env: dict, name: str, default: str) -> str:
+    """An absolute path of plain segments, without the trailing slash (whether it may be used for its API, next
+    to the other APIs' paths, klanten_api.apis decides)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    value = raw.rstrip("/")
+    if not _BASE_PATH.fullmatch(value):
+        raise ConfigError(f"{name} must be an absolute path such as {default}, got {raw!r}")
+    return value

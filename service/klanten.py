@@ -59,7 +59,7 @@ FILTER_ALIASSEN[underscoreize("subjectNatuurlijkPersoon__inpANummer")] = "subjec
 @dataclass(frozen=True)
 class Verzoek:
     """What a use case needs to know about the request and its caller."""
-    base_url: str                 # scheme://host[:port][prefix], without /api/v1
+    base_url: str                 # scheme://host[:port][prefix], without the base path
     client_id: str = ""
     applicatie_label: str = ""
     user_id: str = ""
@@ -67,11 +67,12 @@ class Verzoek:
     toelichting: str = ""
     if_match: str | None = None   # the If-Match header of a PUT, PATCH or DELETE
     logrecord_id: str = ""
-    pad: str = "/api/v1/klanten"
+    pad: str = "/api/v1/klanten"   # the request's path on the canonical base path (page links)
     query: str = ""
+    api_pad: str = "/api/v1"      # the Klanten API's canonical base path: every klant URL we write is on it
 
     def klant_url(self, uuid: uuid_mod.UUID) -> str:
-        return f"{self.base_url}/api/v1/klanten/{uuid}"
+        return f"{self.base_url}{self.api_pad}/klanten/{uuid}"
 
 
 def tijdstempel(moment: dt.datetime) -> str:
