@@ -130,7 +130,9 @@ def test_import_from_another_instance_keeps_everything(bron, api, server, engine
     del body["klantnummer"]
     r = api.post("/klanten", json=body)
     assert r.status_code == 201, r.text
-    assert r.json()["klantnummer"] == "13"
+    # past every imported number (a fresh register gives 13; on a shared test database the sequence of this
+    # bronorganisatie may already be further on)
+    assert int(r.json()["klantnummer"]) > 12, r.json()["klantnummer"]
 
 
 def test_second_run_skips_identical_klanten(bron, api, server, database_url):
