@@ -6,6 +6,7 @@ CI runs the seeds in SEEDS (deterministic: the same cases every run). To search 
 from __future__ import annotations
 
 import os
+import uuid
 import sys
 from pathlib import Path
 
@@ -66,3 +67,50 @@ def test_stateful_sequences(st_env, st_seed):
                      ("PATCH", "/klanten/{uuid}", 200), ("DELETE", "/klanten/{uuid}", 204),
                      ("GET", "/klanten/{klant_uuid}/audittrail", 200)]:
         assert expected in done, (expected, sorted(st_hooks.CALLS.items()))
+
+
+def _geldig(waarde, parameter_schema) -> bool:
+    import jsonschema_rs         # the validator schemathesis itself uses, formats included
+    return jsonschema_rs.Draft4Validator(parameter_schema, validate_formats=True).is_valid(waarde)
+
+
+def test_an_empty_list_filter_value_is_valid_input_and_nothing_else_is_added():
+    """README, Conformance: `?subjectType=` is no filter (200, the reference's reading), so the hooks make ""
+    valid for the constrained filters; every non-empty value outside the enum or format stays invalid, so
+    schemathesis still expects 400 for it. Seed 771204 at 300 examples found `subjectType=` before."""
+    parameters = {p["name"]: p["schema"] for p in schema.raw_schema["paths"]["/klanten"]["get"]["parameters"]
+                  if p["in"] == "query"}
+    for naam in ("subjectType", "subject"):
+        assert _geldig("", parameters[naam]), naam
+    assert _geldig("vestiging", parameters["subjectType"])
+    assert not _geldig("foo", parameters["subjectType"])
+    assert not _geldig(" ", parameters["subjectType"])
+    assert _geldig("https://subject.example.com/1", parameters["subject"])
+    assert not _geldig("not a url", parameters["subject"])
+    assert parameters["page"] == {"type": "integer"}      # `page=` is 404 (Ongeldige pagina.), as the reference
+
+
+def test_the_empty_filter_value_reading_holds_on_the_server(api):
+    """The behaviour the hook describes, over HTTP: empty is no filter, anything else outside the enum is 400."""
+    assert api.get("/klanten?subjectType=").status_code == 200
+    assert api.get("/klanten?subject=").status_code == 200
+    fout = api.get("/klanten?subjectType=foo")
+    assert fout.status_code == 400 and fout.json()["invalidParams"][0]["name"] == "subjectType"
+
+
+def test_generated_transport_headers_are_dropped_before_the_call(st_env):
+    """A generated `Transfer-Encoding` breaks the HTTP framing: uvicorn answers 400 before the API runs
+    (shown here over a raw socket), so the hooks drop such headers and keep every other generated one."""
+    import socket
+    from urllib.parse import urlsplit
+    adres = urlsplit(st_env)
+    with socket.create_connection((adres.hostname, adres.port), timeout=10) as s:
+        s.sendall(f"DELETE {adres.path}/klanten/{uuid.uuid4()} HTTP/1.1\r\nHost: x\r\n"
+                  "transfer-encoding: $0fU;?r(h0\r\n\r\n".encode())
+        assert s.recv(4096).startswith(b"HTTP/1.1 400 ")
+    case = schema["/klanten/{uuid}"]["DELETE"].Case(path_parameters={"uuid": str(uuid.uuid4())},
+                                                   headers={"transfer-encoding": "$0fU;?r(h0", "Content-Length": "7",
+                                                            "X-Audit-Toelichting": "x", "X-Onbekend": "y"})
+    st_hooks.prepare(case, "")
+    assert dict(case.headers) == {"X-Audit-Toelichting": "x", "X-Onbekend": "y"}
+    assert case.call(base_url=st_env, headers={"Authorization": f"Bearer {token()}"}).status_code == 404
