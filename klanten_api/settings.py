@@ -11,6 +11,9 @@ DEV_AUTH_CONFIG = PROJECT_ROOT / "config" / "dev-auth.yaml"
 
 API_VERSION = "1.0.0"
 API_BASE_PATH = "/api/v1"
+# the Contactmomenten API 1.0 (DECISIONS #18): its own document and base path, as Open Klant 1.x serves it
+CM_SPEC_PATH = PROJECT_ROOT / "spec" / "contactmomenten.yaml"
+CM_API_BASE_PATH = "/contactmomenten/api/v1"
 
 
 class ConfigError(Exception):
