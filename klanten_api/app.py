@@ -16,6 +16,10 @@ from connexion.security import BearerSecurityHandler
 from starlette.concurrency import run_in_threadpool
 
 import handlers
+import handlers.contactmomenten
+from service.constants import CM_COMPONENT, COMPONENT
+from service.contactmomenten import ContactmomentenService
+from service.diensten import Diensten as ExterneDiensten, dienst_hosts, lees_diensten
 from service.kla_002 import SubjectControle
 from service.klanten import KlantenService
 from service.validatie import SchemaValidatie
@@ -28,17 +32,22 @@ from .logging import harden_library_loggers
 from .http import ZgwHttp, public_base
 from .ops import Metrics, OpsEndpoints
 from .ratelimit import controleer as rate_limit, make_limiter
-from .settings import API_BASE_PATH, SPEC_PATH, Settings
+from .settings import API_BASE_PATH, CM_API_BASE_PATH, CM_SPEC_PATH, SPEC_PATH, Settings
 from .validators import VALIDATOR_MAP
 
 log = logging.getLogger("klanten_api")
 
 
 class OperationIdResolver(Resolver):
-    """operationId `klant_list` -> handlers.klant_list."""
+    """operationId `klant_list` -> handlers.klant_list (or the function of that name in another module: each
+    API resolves in its own module, since both documents have an `audittrail_list`)."""
+
+    def __init__(self, module=handlers):
+        super().__init__()
+        self.module = module
 
     def resolve_function_from_operation_id(self, operation_id):
-        return getattr(handlers, operation_id)
+        return getattr(self.module, operation_id)
 
 
 def _security_handler(authorisatie: Authorisatie, limiter):
@@ -46,9 +55,14 @@ def _security_handler(authorisatie: Authorisatie, limiter):
         """Checks the ZGW JWT and the operation's scopes (connexion's bearer handler ignores scopes)."""
 
         def get_fn(self, security_scheme, required_scopes):
+            def component(request) -> str:
+                # whose scopes: the Autorisaties API grants them per component (kc, cmc)
+                return CM_COMPONENT if request.url.path.startswith(CM_API_BASE_PATH + "/") else COMPONENT
+
             if authorisatie.autorisaties_api is None:
                 def verify(request):
-                    token_info = authorisatie.verify(request.headers.get("authorization"), required_scopes)
+                    token_info = authorisatie.verify(request.headers.get("authorization"), required_scopes,
+                                                     component(request))
                     rate_limit(limiter, token_info["client_id"])
                     return token_info
                 return verify
@@ -56,7 +70,7 @@ def _security_handler(authorisatie: Authorisatie, limiter):
             async def verify_remote(request):
                 # the Autorisaties API is asked over HTTP: keep the event loop free while it answers
                 token_info = await run_in_threadpool(authorisatie.verify, request.headers.get("authorization"),
-                                                     required_scopes)
+                                                     required_scopes, component(request))
                 await run_in_threadpool(rate_limit, limiter, token_info["client_id"])
                 return token_info
             return verify_remote
@@ -108,6 +122,18 @@ def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
                                       **({"resolver": resolver} if resolver is not None else {}))
     service = KlantenService(engine, SchemaValidatie(spec["components"]), subjectcontrole,
                              notificeren=bool(settings.notifications_api_url))
+    cm_spec = load_spec(CM_SPEC_PATH)
+    externe_diensten = lees_diensten(settings.services_config)
+    # the fetches of cm-004/cm-005/cm-006: the kla-002 guard and its capacity; a configured service's host is the
+    # operator's choice and so allowed (often an internal address)
+    ophaler = SubjectControle(timeout=settings.subject_timeout, max_bytes=settings.subject_max_bytes,
+                              allowed_hosts=settings.subject_allowed_hosts + dienst_hosts(externe_diensten),
+                              plaatsen=subjectcontrole.plaatsen,
+                              **({"resolver": resolver} if resolver is not None else {}))
+    cm_service = ContactmomentenService(engine, SchemaValidatie(cm_spec["components"]),
+                                        ExterneDiensten(externe_diensten, ophaler),
+                                        notificeren=bool(settings.notifications_api_url),
+                                        zaak_relatie_controle=settings.cm_zaak_relatie_controle)
 
     app = connexion.FlaskApp(
         __name__,
@@ -120,6 +146,11 @@ def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
     app.add_api(SPEC_PATH, base_path=API_BASE_PATH, resolver=OperationIdResolver(), strict_validation=False,
                 validate_responses=settings.validate_responses,
                 jsonifier=JSONIFIER)
+    app.add_api(CM_SPEC_PATH, base_path=CM_API_BASE_PATH, resolver=OperationIdResolver(handlers.contactmomenten),
+                strict_validation=False, validate_responses=settings.validate_responses, jsonifier=JSONIFIER,
+                swagger_ui_options=SwaggerUIOptions(
+                    serve_spec=False, swagger_ui_path="/schema/ui",
+                    swagger_ui_template_arguments={"openapi_spec_url": f"{CM_API_BASE_PATH}/schema/openapi.yaml"}))
     for exc in (Exception,):
         app.add_error_handler(exc, _error_handler(settings))
     from starlette.exceptions import HTTPException
@@ -137,14 +168,16 @@ def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
     elif settings.notifications_api_url and settings.notifications_relay_wekker:
         from notificaties.relay import WekSignaal     # `serve`'s relay process delivers
         service.na_notificatie = WekSignaal(settings.notifications_relay_wekker)
+    cm_service.na_notificatie = service.na_notificatie
 
     flask_app: flask.Flask = app.app
-    flask_app.extensions[EXTENSION] = Diensten(settings=settings, klanten=service)
+    flask_app.extensions[EXTENSION] = Diensten(settings=settings, klanten=service, contactmomenten=cm_service)
     _spec_routes(app, spec, settings)
+    _cm_spec_routes(app, cm_spec, settings)
 
     metrics = Metrics()
     asgi = ZgwHttp(app, settings=settings, spec_paths=spec["paths"], ops=OpsEndpoints(engine, metrics),
-                   metrics=metrics)
+                   metrics=metrics, apis=((API_BASE_PATH, spec["paths"]), (CM_API_BASE_PATH, cm_spec["paths"])))
     asgi.connexion_app = app
     asgi.engine = engine
     asgi.settings = settings
@@ -192,6 +225,28 @@ def _spec_routes(app, spec: dict, settings: Settings) -> None:
 
     app.add_url_rule("/ref/fouten/<klasse>/", "ref_fouten", fout)
     app.add_url_rule("/ref/kanalen/", "ref_kanalen", kanalen)
+
+
+def _cm_spec_routes(app, spec: dict, settings: Settings) -> None:
+    """The Contactmomenten document at {CM base}/schema/openapi.{yaml,json} and {CM base}/openapi.{yaml,json}, with
+    the absolute Contactmomenten base as `servers` (the document itself says /api/v1, as the official one)."""
+
+    def document():
+        doc = dict(spec)
+        base = settings.base_url or flask.request.host_url.rstrip("/")
+        doc["servers"] = [{"url": f"{base}{CM_API_BASE_PATH}"}]
+        return doc
+
+    def as_yaml():
+        return flask.Response(yaml.safe_dump(document(), sort_keys=False, allow_unicode=True),
+                              mimetype="application/yaml")
+
+    def as_json():
+        return flask.Response(json.dumps(document(), ensure_ascii=False), mimetype="application/json")
+
+    for prefix in (f"{CM_API_BASE_PATH}/schema", CM_API_BASE_PATH):
+        app.add_url_rule(f"{prefix}/openapi.yaml", f"cm_spec_yaml_{prefix}", as_yaml)
+        app.add_url_rule(f"{prefix}/openapi.json", f"cm_spec_json_{prefix}", as_json)
 
 
 _PAGE = """<!DOCTYPE html>

@@ -16,6 +16,7 @@ EXTENSION = "klanten_api"
 class Diensten:
     settings: Settings
     klanten: KlantenService
+    contactmomenten: object = None      # service.contactmomenten.ContactmomentenService
 
 
 def diensten() -> Diensten:
@@ -52,4 +53,5 @@ def verzoek() -> Verzoek:
         logrecord_id=request.headers.get("X-NLX-Logrecord-ID", "")[:255],   # stored (255), never shown
         pad=request.path,
         query=request.query_string.decode("latin-1"),
+        verzoek_base=request.host_url.rstrip("/"),
     )

@@ -22,14 +22,11 @@ from .settings import API_BASE_PATH, API_VERSION
 
 log = logging.getLogger("klanten_api.request")
 
-ETAG_PATHS = re.compile(rf"^{API_BASE_PATH}/klanten/[^/]+(/audittrail/[^/]+)?$")
-KLANT_PATH = re.compile(rf"^{API_BASE_PATH}/klanten/[^/]+$")
 # fixed paths that may appear as such in the request log (any other unmatched path is logged as "(other)")
 KNOWN_PATHS = {f"{API_BASE_PATH}/schema/openapi.yaml", f"{API_BASE_PATH}/schema/openapi.json",
                f"{API_BASE_PATH}/openapi.yaml", f"{API_BASE_PATH}/openapi.json", f"{API_BASE_PATH}/schema/",
                "/ref/kanalen/", "/_health/live", "/_health/ready", "/_metrics"}
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-SAFE_PATH = re.compile(rf"^{API_BASE_PATH}/klanten(/{_UUID}(/audittrail(/{_UUID})?)?)?$")
 # per-request facts for the request log, filled in by the security check (same task, same context)
 VERZOEK_LOG: ContextVar[dict] = ContextVar("verzoek_log")
 CORS_ALLOW_HEADERS = ("x-requested-with, content-type, accept, origin, authorization, x-csrftoken, user-agent, "
@@ -73,7 +70,7 @@ def canonical_content_type(value: str) -> str:
     return out
 
 
-def path_templates(spec_paths: dict) -> list[tuple[re.Pattern, str, dict]]:
+def path_templates(spec_paths: dict, base: str = API_BASE_PATH) -> list[tuple[re.Pattern, str, dict]]:
     """(regex for a concrete path, Allow header value, method -> operationId) for every path of the spec;
     the template itself under "_template" (what the request log shows: a client can put anything in a path)."""
     out = []
@@ -83,10 +80,29 @@ def path_templates(spec_paths: dict) -> list[tuple[re.Pattern, str, dict]]:
         if "GET" in methods:
             methods.append("HEAD")
             operations["HEAD"] = operations["GET"]
-        regex = re.compile("^" + API_BASE_PATH + re.sub(r"\{[^/]+\}", "[^/]+", template) + "$")
-        operations["_template"] = API_BASE_PATH + template
+        regex = re.compile("^" + re.escape(base) + re.sub(r"\{[^/]+\}", "[^/]+", template) + "$")
+        operations["_template"] = base + template
+        # what a path with uuids in its parameters looks like (logged as it is: uuids are no personal data)
+        operations["_safe"] = re.compile("^" + re.escape(base) + re.sub(r"\{[^/]+\}", _UUID, template) + "$")
         out.append((regex, ", ".join(methods), operations))
     return out
+
+
+def _api_paden(apis) -> tuple[tuple[str, ...], list[re.Pattern], list[re.Pattern], set[str]]:
+    """From the documents and their base paths: the path prefixes of API resources; the paths with an ETag on
+    GET (every *_read); the paths with an ETag on a PUT/PATCH answer (those of a *_read); the documents' paths."""
+    prefixes, etag_get, etag_write, documenten = [], [], [], set()
+    for base, spec_paths in apis:
+        for template, item in spec_paths.items():
+            prefixes.append(base + "/" + template.strip("/").split("/", 1)[0])
+            if str(item.get("get", {}).get("operationId", "")).endswith("_read"):
+                regex = re.compile("^" + re.escape(base) + re.sub(r"\{[^/]+\}", "[^/]+", template) + "$")
+                etag_get.append(regex)
+                if "put" in item or "patch" in item:
+                    etag_write.append(regex)
+        documenten |= {f"{base}/schema/openapi.yaml", f"{base}/schema/openapi.json", f"{base}/openapi.yaml",
+                       f"{base}/openapi.json", f"{base}/schema/"}
+    return tuple(dict.fromkeys(prefixes)), etag_get, etag_write, documenten
 
 
 def _in_networks(address: str | None, networks) -> bool:
@@ -100,10 +116,14 @@ def _in_networks(address: str | None, networks) -> bool:
 
 
 class ZgwHttp:
-    def __init__(self, app, *, settings, spec_paths: dict, ops=None, metrics=None):
+    def __init__(self, app, *, settings, spec_paths: dict, ops=None, metrics=None, apis=None):
+        """apis: (base path, spec paths) of every API served (default: the Klanten API's `spec_paths`)."""
         self.app = app
         self.settings = settings
-        self.templates = path_templates(spec_paths)
+        apis = apis or ((API_BASE_PATH, spec_paths),)
+        self.templates = [t for base, paths in apis for t in path_templates(paths, base)]
+        self.api_prefixes, self.etag_get, self.etag_write, documenten = _api_paden(apis)
+        self.known_paths = KNOWN_PATHS | documenten
         self.max_body_bytes = settings.max_body_bytes
         self.ops = ops
         self.metrics = metrics
@@ -176,7 +196,7 @@ class ZgwHttp:
             if any(ord(c) < 32 or ord(c) == 127 for c in path):
                 await finish(404)
                 return await self._send_problem(send, 404, base, common)
-            is_api = path.startswith(API_BASE_PATH + "/klanten")
+            is_api = path.startswith(self.api_prefixes)
             if is_api and method == "OPTIONS" and cors and headers.get("access-control-request-method"):
                 await finish(200)
                 await send({"type": "http.response.start", "status": 200, "headers": [
@@ -213,8 +233,8 @@ class ZgwHttp:
             if is_head:
                 scope = dict(scope, method="GET")
             # an ETag on what GET serves, and on the klant a PUT or PATCH answers (the new version, for If-Match)
-            etag_mode = (scope["method"] == "GET" and bool(ETAG_PATHS.match(path))) or (
-                scope["method"] in ("PUT", "PATCH") and bool(KLANT_PATH.match(path)))
+            etag_mode = (scope["method"] == "GET" and any(r.match(path) for r in self.etag_get)) or (
+                scope["method"] in ("PUT", "PATCH") and any(r.match(path) for r in self.etag_write))
             if_none_match = headers.get("if-none-match")
             allow, operations = self._route(path)
             state = {"start": None, "chunks": []}
@@ -269,7 +289,8 @@ class ZgwHttp:
             route = self._route(path)[1]
             operation_id = route.get(method)
             # uuids are identifiers, not personal data; anything else a client put in a path is not logged
-            logged_path = path if (SAFE_PATH.match(path) or path in KNOWN_PATHS) else (
+            safe = route.get("_safe")
+            logged_path = path if ((safe is not None and safe.match(path)) or path in self.known_paths) else (
                 route.get("_template") or "(other)")
             if self.metrics is not None:
                 self.metrics.observe(operation_id, status_holder["status"], time.perf_counter() - started)

@@ -123,6 +123,8 @@ class Settings:
     serve_pid: int = 0                   # set by `serve` for its workers: they end when this process is gone
     subject_max_concurrent: int = 4          # kla-002 checks at once per worker process (of a2wsgi's 10 threads)
     subject_max_concurrent_per_client: int = 2
+    services_config: Path | None = None      # YAML: API roots with credentials for cm-004/cm-005/cm-006 fetches
+    cm_zaak_relatie_controle: bool = True    # cm-006: ask the Zaken API for the mirror relation
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -180,6 +182,8 @@ class Settings:
             subject_max_concurrent=_minstens_1(env, "KLANTEN_SUBJECT_MAX_CONCURRENT", cls.subject_max_concurrent),
             subject_max_concurrent_per_client=_minstens_1(env, "KLANTEN_SUBJECT_MAX_CONCURRENT_PER_CLIENT",
                                                           cls.subject_max_concurrent_per_client),
+            services_config=Path(d) if (d := env.get("KLANTEN_SERVICES_CONFIG", "").strip()) else None,
+            cm_zaak_relatie_controle=_bool(env, "KLANTEN_CM_ZAAK_RELATIE_CONTROLE", cls.cm_zaak_relatie_controle),
         )
 
     def rate_limit_parts(self) -> tuple[int, float] | None:

@@ -69,6 +69,7 @@ class Verzoek:
     logrecord_id: str = ""
     pad: str = "/api/v1/klanten"
     query: str = ""
+    verzoek_base: str = ""        # scheme://host[:port] of the request itself (base_url may be KLANTEN_BASE_URL)
 
     def klant_url(self, uuid: uuid_mod.UUID) -> str:
         return f"{self.base_url}/api/v1/klanten/{uuid}"

@@ -108,12 +108,14 @@ def is_email(value: str) -> bool:
 
 
 # properties with a rule the schema cannot express: (schema name, property) -> rule
-RSIN_VELDEN = {("Klant", "bronorganisatie"), ("NietNatuurlijkPersoon", "innNnpId"), ("NatuurlijkPersoon", "inpBsn")}
+RSIN_VELDEN = {("Klant", "bronorganisatie"), ("NietNatuurlijkPersoon", "innNnpId"), ("NatuurlijkPersoon", "inpBsn"),
+               ("ContactMoment", "bronorganisatie")}
 PATTERN_FOUTEN = {("NatuurlijkPersoon", "inpANummer"): A_NUMMER}
 # nested parts of the subject identification that may be sent as null (no such part; on PUT/PATCH: remove it)
 NULLABLE_REFS = {"VerblijfsAdres", "SubVerblijfBuitenland"}
 # enums for which the reference also accepts "" (the optional choice fields of the subject identification)
-BLANK_ENUMS = {("NatuurlijkPersoon", "geslachtsaanduiding"), ("NietNatuurlijkPersoon", "innRechtsvorm")}
+BLANK_ENUMS = {("NatuurlijkPersoon", "geslachtsaanduiding"), ("NietNatuurlijkPersoon", "innRechtsvorm"),
+               ("ContactMoment", "initiatiefnemer")}
 
 
 @dataclass
