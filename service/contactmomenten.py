@@ -246,7 +246,7 @@ class ContactmomentenService:
         """(valid values, whether vorigContactmoment was given, the vorig contactmoment)."""
         if not isinstance(body, dict):
             raise ValidatieFout([InvalidParam("nonFieldErrors", *v.not_a_dict(body))])
-        body = self._als_tekst(body, "ContactMoment")
+        body = self._als_tekst(body, "ContactMoment", behalve=("vorigContactmoment",))
         res = self.schemas.object(body, "ContactMoment", gedeeltelijk=gedeeltelijk,
                                   overslaan=("vorigContactmoment", "registratiedatum"))
         fouten, waarde = list(res.fouten), dict(res.waarde)
