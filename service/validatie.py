@@ -216,10 +216,11 @@ class SchemaValidatie:
             return False, None, [InvalidParam(veldnaam, *NOT_A_STRING)]
         tekst = value.strip()
         if tekst == "":
+            if "enum" in schema and sleutel not in BLANK_ENUMS:
+                # a choice field: "" is not one of the choices, required or not (as the reference)
+                return False, None, [InvalidParam(veldnaam, *invalid_choice(tekst))]
             if schema.get("minLength", 0) >= 1 or verplicht:
                 return False, None, [InvalidParam(veldnaam, *BLANK)]
-            if "enum" in schema and sleutel not in BLANK_ENUMS:
-                return False, None, [InvalidParam(veldnaam, *invalid_choice(tekst))]
             return True, "", []
         if "enum" in schema and tekst not in schema["enum"]:
             return False, None, [InvalidParam(veldnaam, *invalid_choice(tekst))]
