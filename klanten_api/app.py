@@ -221,7 +221,11 @@ def _spec_routes(app, spec: dict, settings: Settings) -> None:
         return flask.Response(_PAGE.format(titel="Kanalen", inhoud=(
             '<h2 id="klanten">klanten</h2><p>Deze API publiceert een notificatie op kanaal <code>klanten</code> '
             "bij elke create, update, partial_update en destroy van een klant (resource <code>klant</code>). "
-            "Kenmerk: <code>subjectType</code> (filter <code>subject_type</code>).</p>")), mimetype="text/html")
+            "Kenmerk: <code>subjectType</code> (filter <code>subject_type</code>).</p>"
+            '<h2 id="contactmomenten">contactmomenten</h2><p>Deze API publiceert een notificatie op kanaal '
+            "<code>contactmomenten</code> bij elke create, update, partial_update en destroy van een contactmoment "
+            "(resource <code>contactmoment</code>). Kenmerken: <code>bronorganisatie</code> en <code>kanaal</code>."
+            "</p>")), mimetype="text/html")
 
     app.add_url_rule("/ref/fouten/<klasse>/", "ref_fouten", fout)
     app.add_url_rule("/ref/kanalen/", "ref_kanalen", kanalen)
