@@ -39,8 +39,13 @@ def test_registers_only_the_named_kanaal(httpserver):
     httpserver.expect_request("/api/v1/kanaal", method="POST").respond_with_json({}, status=201)
     result = run(httpserver, "contactmomenten")
     assert result.returncode == 0, result.stderr
-    assert [json.loads(req.get_data())["naam"] for req, _ in httpserver.log if req.method == "POST"] == [
-        "contactmomenten"]
+    assert [json.loads(req.get_data())["filters"] for req, _ in httpserver.log if req.method == "POST"] == [
+        ["bronorganisatie", "kanaal"]]
+    assert invalid_kanaal(httpserver).returncode != 0
+
+
+def invalid_kanaal(httpserver):
+    return run(httpserver, "zaken")
 
 
 def test_does_nothing_when_the_kanalen_exist(httpserver):
