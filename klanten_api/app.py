@@ -16,8 +16,7 @@ from connexion.security import BearerSecurityHandler
 from starlette.concurrency import run_in_threadpool
 
 import handlers
-import handlers.contactmomenten
-from service.constants import CM_COMPONENT, COMPONENT
+from service.constants import COMPONENT
 from service.contactmomenten import ContactmomentenService
 from service.diensten import Diensten as ExterneDiensten, dienst_hosts, lees_diensten
 from service.kla_002 import SubjectControle
@@ -29,18 +28,19 @@ from .context import EXTENSION, Diensten
 from .errors import PROBLEM_JSON, from_exception
 from .etag import JSONIFIER
 from .logging import harden_library_loggers
-from .http import ZgwHttp, public_base
+from .apis import Layout, MountedApi, load_spec as _load_spec
+from .http import ZgwHttp, controleer_publieke_url, public_base
 from .ops import Metrics, OpsEndpoints
 from .ratelimit import controleer as rate_limit, make_limiter
-from .settings import API_BASE_PATH, CM_API_BASE_PATH, CM_SPEC_PATH, SPEC_PATH, Settings
+from .settings import SPEC_PATH, Settings
 from .validators import VALIDATOR_MAP
 
 log = logging.getLogger("klanten_api")
 
 
 class OperationIdResolver(Resolver):
-    """operationId `klant_list` -> handlers.klant_list (or the function of that name in another module: each
-    API resolves in its own module, since both documents have an `audittrail_list`)."""
+    """operationId `klant_list` -> handlers.klant_list: each API resolves in its own handler module (both documents
+    have an `audittrail_list`)."""
 
     def __init__(self, module=handlers):
         super().__init__()
@@ -50,14 +50,15 @@ class OperationIdResolver(Resolver):
         return getattr(self.module, operation_id)
 
 
-def _security_handler(authorisatie: Authorisatie, limiter):
+def _security_handler(authorisatie: Authorisatie, limiter, layout: Layout):
     class ZgwBearer(BearerSecurityHandler):
         """Checks the ZGW JWT and the operation's scopes (connexion's bearer handler ignores scopes)."""
 
         def get_fn(self, security_scheme, required_scopes):
             def component(request) -> str:
-                # whose scopes: the Autorisaties API grants them per component (kc, cmc)
-                return CM_COMPONENT if request.url.path.startswith(CM_API_BASE_PATH + "/") else COMPONENT
+                # whose scopes: the Autorisaties API grants them per component (kc, cmc), the API's own
+                gevonden = layout.serving(request.url.path)
+                return gevonden[0].api.component if gevonden else COMPONENT
 
             if authorisatie.autorisaties_api is None:
                 def verify(request):
@@ -89,16 +90,18 @@ def _error_handler(settings: Settings):
 
 
 def load_spec(path: Path = SPEC_PATH) -> dict:
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+    return _load_spec(path)
 
 
 def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
     """The ASGI application: the Connexion app wrapped in the ZGW HTTP layer. `resolver` replaces
     socket.getaddrinfo for the kla-002 subject check (tests stand in for DNS with it)."""
     settings = settings or Settings.from_env()
-    spec = load_spec()
+    layout = Layout.from_settings(settings)
+    spec = layout.api("klanten").spec
     applicaties = load_applicaties(settings.auth_config)
     controleer_geheimen(settings, applicaties)
+    controleer_publieke_url(settings)
     if not applicaties.configured:
         log.warning("KLANTEN_AUTH_CONFIG is not set: every API request will be refused (403)",
                     extra={"event": "auth_not_configured"})
@@ -107,7 +110,8 @@ def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
         from .autorisaties import AutorisatiesApi
         autorisaties_api = AutorisatiesApi(settings)
     authorisatie = Authorisatie(applicaties, autorisaties_api, max_token_bytes=settings.auth_max_token_bytes,
-                                cache_budget=settings.auth_token_cache_bytes)
+                                cache_budget=settings.auth_token_cache_bytes, audience=settings.auth_audience,
+                                max_token_age=settings.auth_max_token_age)
 
     engine = engine or make_engine(settings.database_url, pool_size=settings.db_pool_size,
                                    max_overflow=settings.db_max_overflow, pool_timeout=settings.db_pool_timeout,
@@ -122,7 +126,6 @@ def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
                                       **({"resolver": resolver} if resolver is not None else {}))
     service = KlantenService(engine, SchemaValidatie(spec["components"]), subjectcontrole,
                              notificeren=bool(settings.notifications_api_url))
-    cm_spec = load_spec(CM_SPEC_PATH)
     externe_diensten = lees_diensten(settings.services_config)
     # the fetches of cm-004/cm-005/cm-006: the kla-002 guard and its capacity; a configured service's host is the
     # operator's choice and so allowed (often an internal address)
@@ -130,27 +133,26 @@ def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
                               allowed_hosts=settings.subject_allowed_hosts + dienst_hosts(externe_diensten),
                               plaatsen=subjectcontrole.plaatsen,
                               **({"resolver": resolver} if resolver is not None else {}))
-    cm_service = ContactmomentenService(engine, SchemaValidatie(cm_spec["components"]),
-                                        ExterneDiensten(externe_diensten, ophaler),
+    cm_service = ContactmomentenService(engine, SchemaValidatie(layout.api("contactmomenten").spec["components"]),
+                                        ExterneDiensten(externe_diensten, ophaler), layout,
                                         notificeren=bool(settings.notifications_api_url),
                                         zaak_relatie_controle=settings.cm_zaak_relatie_controle)
 
     app = connexion.FlaskApp(
         __name__,
-        security_map={"bearer": _security_handler(authorisatie, make_limiter(settings))},
+        security_map={"bearer": _security_handler(authorisatie, make_limiter(settings), layout)},
         validator_map=VALIDATOR_MAP,
-        swagger_ui_options=SwaggerUIOptions(
-            serve_spec=False, swagger_ui_path="/schema/ui",
-            swagger_ui_template_arguments={"openapi_spec_url": f"{API_BASE_PATH}/schema/openapi.yaml"}),
     )
-    app.add_api(SPEC_PATH, base_path=API_BASE_PATH, resolver=OperationIdResolver(), strict_validation=False,
-                validate_responses=settings.validate_responses,
-                jsonifier=JSONIFIER)
-    app.add_api(CM_SPEC_PATH, base_path=CM_API_BASE_PATH, resolver=OperationIdResolver(handlers.contactmomenten),
-                strict_validation=False, validate_responses=settings.validate_responses, jsonifier=JSONIFIER,
-                swagger_ui_options=SwaggerUIOptions(
-                    serve_spec=False, swagger_ui_path="/schema/ui",
-                    swagger_ui_template_arguments={"openapi_spec_url": f"{CM_API_BASE_PATH}/schema/openapi.yaml"}))
+    # every base path of every API is one mount of its document (connexion loads it anew for each, so the
+    # mounts share nothing), with its own Swagger UI at {base}/schema/ui/
+    for mounted in layout.apis:
+        resolver = OperationIdResolver(mounted.handler_module())
+        for base in mounted.base_paths:
+            app.add_api(mounted.api.spec, base_path=base, resolver=resolver, strict_validation=False,
+                        validate_responses=settings.validate_responses, jsonifier=JSONIFIER,
+                        swagger_ui_options=SwaggerUIOptions(
+                            serve_spec=False, swagger_ui_path="/schema/ui",
+                            swagger_ui_template_arguments={"openapi_spec_url": f"{base}/schema/openapi.yaml"}))
     for exc in (Exception,):
         app.add_error_handler(exc, _error_handler(settings))
     from starlette.exceptions import HTTPException
@@ -171,13 +173,14 @@ def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
     cm_service.na_notificatie = service.na_notificatie
 
     flask_app: flask.Flask = app.app
-    flask_app.extensions[EXTENSION] = Diensten(settings=settings, klanten=service, contactmomenten=cm_service)
-    _spec_routes(app, spec, settings)
-    _cm_spec_routes(app, cm_spec, settings)
+    flask_app.extensions[EXTENSION] = Diensten(settings=settings, klanten=service, layout=layout,
+                                               contactmomenten=cm_service)
+    for mounted in layout.apis:
+        _spec_routes(app, mounted, settings)
+    _ref_routes(app)
 
     metrics = Metrics()
-    asgi = ZgwHttp(app, settings=settings, spec_paths=spec["paths"], ops=OpsEndpoints(engine, metrics),
-                   metrics=metrics, apis=((API_BASE_PATH, spec["paths"]), (CM_API_BASE_PATH, cm_spec["paths"])))
+    asgi = ZgwHttp(app, settings=settings, layout=layout, ops=OpsEndpoints(engine, metrics), metrics=metrics)
     asgi.connexion_app = app
     asgi.engine = engine
     asgi.settings = settings
@@ -185,14 +188,18 @@ def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
     return asgi
 
 
-def _spec_routes(app, spec: dict, settings: Settings) -> None:
-    """DECISIONS #12: the document at /api/v1/schema/openapi.{yaml,json} and /api/v1/openapi.{yaml,json},
-    with an absolute servers url; interactive docs at /api/v1/schema/."""
+def _spec_routes(app, mounted: MountedApi, settings: Settings) -> None:
+    """DECISIONS #12: on each base path of the API, its document at {base}/schema/openapi.{yaml,json} and
+    {base}/openapi.{yaml,json}, with the absolute canonical base as servers url (an alias's document too: URLs
+    are identifiers); a docs page at {base}/schema/."""
+    spec = mounted.spec
+    info = spec.get("info", {})
+    titel = f"{info.get('title', mounted.naam)} {'.'.join(str(info.get('version', '')).split('.')[:2])}".strip()
 
     def document():
         doc = dict(spec)
         base = settings.base_url or flask.request.host_url.rstrip("/")
-        doc["servers"] = [{"url": f"{base}{API_BASE_PATH}"}]
+        doc["servers"] = [{"url": f"{base}{mounted.canonical}"}]
         return doc
 
     def as_yaml():
@@ -202,13 +209,17 @@ def _spec_routes(app, spec: dict, settings: Settings) -> None:
     def as_json():
         return flask.Response(json.dumps(document(), ensure_ascii=False), mimetype="application/json")
 
-    def docs():
-        return flask.Response(_REDOC.replace("{spec}", f"{API_BASE_PATH}/schema/openapi.yaml"), mimetype="text/html")
+    for base in mounted.base_paths:
+        page = _REDOC.replace("{titel}", titel).replace("{spec}", f"{base}/schema/openapi.yaml")
+        for prefix in (f"{base}/schema", base):
+            app.add_url_rule(f"{prefix}/openapi.yaml", f"spec_yaml_{prefix}", as_yaml)
+            app.add_url_rule(f"{prefix}/openapi.json", f"spec_json_{prefix}", as_json)
+        app.add_url_rule(f"{base}/schema/", f"docs_{base}",
+                         lambda page=page: flask.Response(page, mimetype="text/html"))
 
-    for prefix in (f"{API_BASE_PATH}/schema", API_BASE_PATH):
-        app.add_url_rule(f"{prefix}/openapi.yaml", f"spec_yaml_{prefix}", as_yaml)
-        app.add_url_rule(f"{prefix}/openapi.json", f"spec_json_{prefix}", as_json)
-    app.add_url_rule(f"{API_BASE_PATH}/schema/", "docs", docs)
+
+def _ref_routes(app) -> None:
+    """The pages the error `type`s and the notification channel point at (outside every API)."""
 
     def fout(klasse):
         return flask.Response(_PAGE.format(titel=f"Fout: {klasse}", inhoud=(
@@ -231,37 +242,15 @@ def _spec_routes(app, spec: dict, settings: Settings) -> None:
     app.add_url_rule("/ref/kanalen/", "ref_kanalen", kanalen)
 
 
-def _cm_spec_routes(app, spec: dict, settings: Settings) -> None:
-    """The Contactmomenten document at {CM base}/schema/openapi.{yaml,json} and {CM base}/openapi.{yaml,json}, with
-    the absolute Contactmomenten base as `servers` (the document itself says /api/v1, as the official one)."""
-
-    def document():
-        doc = dict(spec)
-        base = settings.base_url or flask.request.host_url.rstrip("/")
-        doc["servers"] = [{"url": f"{base}{CM_API_BASE_PATH}"}]
-        return doc
-
-    def as_yaml():
-        return flask.Response(yaml.safe_dump(document(), sort_keys=False, allow_unicode=True),
-                              mimetype="application/yaml")
-
-    def as_json():
-        return flask.Response(json.dumps(document(), ensure_ascii=False), mimetype="application/json")
-
-    for prefix in (f"{CM_API_BASE_PATH}/schema", CM_API_BASE_PATH):
-        app.add_url_rule(f"{prefix}/openapi.yaml", f"cm_spec_yaml_{prefix}", as_yaml)
-        app.add_url_rule(f"{prefix}/openapi.json", f"cm_spec_json_{prefix}", as_json)
-
-
 _PAGE = """<!DOCTYPE html>
 <html lang="nl"><head><meta charset="utf-8"><title>Klanten API - {titel}</title></head>
 <body><h1>{titel}</h1>{inhoud}</body></html>
 """
 
 _REDOC = """<!DOCTYPE html>
-<html lang="nl"><head><meta charset="utf-8"><title>Klanten API 1.0 - documentatie</title>
+<html lang="nl"><head><meta charset="utf-8"><title>{titel} - documentatie</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body><h1>Klanten API 1.0</h1>
+<body><h1>{titel}</h1>
 <p>De OpenAPI-specificatie: <a href="{spec}">openapi.yaml</a> (ook als <a href="openapi.json">JSON</a>).
 Interactief uitproberen: <a href="ui/">Swagger UI</a>.</p></body></html>
 """

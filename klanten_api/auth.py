@@ -36,6 +36,9 @@ IMMATURE = ("jwt-immature", "Het JWT is nog niet geldig (claim nbf).")
 BAD_CLAIMS = ("jwt-decode-error", "Het JWT bevat ongeldige claims.")
 WRONG_ALG = ("jwt-decode-error", "Het JWT moet met HS256 ondertekend zijn.")
 NO_CONFIG = ("permission_denied", "Deze server heeft geen applicaties geconfigureerd (KLANTEN_AUTH_CONFIG).")
+WRONG_AUDIENCE = ("jwt-invalid-audience", "Het JWT is niet voor deze server bestemd (claim aud).")
+MISSING_IAT = ("jwt-decode-error", "Het JWT mist de claim iat; deze server aanvaardt alleen tokens met een "
+               "uitgiftetijd.")
 LEEWAY_SECONDS = 30
 # Python's own cost of one OrderedDict entry (hash slot, entry, linked-list node), on top of the objects it holds
 CACHE_ENTRY_OVERHEAD = 120
@@ -45,6 +48,10 @@ def te_lang(max_token_bytes: int) -> tuple[str, str]:
     return ("jwt-decode-error", f"Het JWT is te lang (hoogstens {max_token_bytes} tekens).")
 
 
+def te_oud(max_token_age: int) -> tuple[str, str]:
+    return ("jwt-expired", f"Het JWT is verlopen: het is ouder dan {max_token_age} seconden (claim iat).")
+
+
 @dataclass(frozen=True)
 class Applicatie:
     label: str
@@ -52,6 +59,7 @@ class Applicatie:
     secret: str
     heeft_alle_autorisaties: bool = False
     scopes: frozenset[str] | None = None   # None: ask the Autorisaties API (when configured)
+    accept_weak_secret: bool = False       # the operator's explicit word: start despite a weak secret (warned)
 
     def staat_toe(self, required: set[str]) -> bool:
         return self.heeft_alle_autorisaties or (self.scopes is not None and required <= self.scopes)
@@ -86,7 +94,7 @@ def load_applicaties(path: Path | None) -> Applicaties:
         where = f"KLANTEN_AUTH_CONFIG: {path}: applicaties[{i}]"
         if not isinstance(item, dict):
             raise ConfigError(f"{where} must be a mapping")
-        unknown = set(item) - {"label", "clientIds", "secret", "heeftAlleAutorisaties", "scopes"}
+        unknown = set(item) - {"label", "clientIds", "secret", "heeftAlleAutorisaties", "scopes", "acceptWeakSecret"}
         if unknown:
             raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
         label = item.get("label")
@@ -94,6 +102,7 @@ def load_applicaties(path: Path | None) -> Applicaties:
         secret = item.get("secret")
         alles = item.get("heeftAlleAutorisaties", False)
         scopes = item.get("scopes")
+        zwak_toegestaan = item.get("acceptWeakSecret", False)
         if not isinstance(label, str) or not label.strip():
             raise ConfigError(f"{where}: 'label' must be a non-empty string")
         if (not isinstance(client_ids, list) or not client_ids
@@ -106,6 +115,8 @@ def load_applicaties(path: Path | None) -> Applicaties:
             raise ConfigError(f"{where}: 'secret' must be a non-empty string")
         if not isinstance(alles, bool):
             raise ConfigError(f"{where}: 'heeftAlleAutorisaties' must be true or false")
+        if not isinstance(zwak_toegestaan, bool):
+            raise ConfigError(f"{where}: 'acceptWeakSecret' must be true or false")
         if scopes is not None:
             if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
                 raise ConfigError(f"{where}: 'scopes' must be a list of strings")
@@ -113,7 +124,8 @@ def load_applicaties(path: Path | None) -> Applicaties:
             if unknown_scopes:
                 raise ConfigError(f"{where}: unknown scopes {sorted(unknown_scopes)}; known: {sorted(ALLE_SCOPES)}")
         app = Applicatie(label=label, client_ids=tuple(client_ids), secret=secret, heeft_alle_autorisaties=alles,
-                         scopes=frozenset(scopes) if scopes is not None else None)
+                         scopes=frozenset(scopes) if scopes is not None else None,
+                         accept_weak_secret=zwak_toegestaan)
         for cid in client_ids:
             if cid in result.by_client_id:
                 raise ConfigError(f"{where}: client id {cid!r} is configured twice")
@@ -121,21 +133,34 @@ def load_applicaties(path: Path | None) -> Applicaties:
     return result
 
 
-def controleer_geheimen(settings: Settings, applicaties: Applicaties) -> None:
-    """Outside development, refuse short or placeholder secrets (a guessable secret lets anyone mint tokens)."""
+def controleer_geheimen(settings: Settings, applicaties: Applicaties) -> list[str]:
+    """Outside development, refuse short or placeholder secrets (a guessable secret lets anyone mint tokens).
+
+    A municipality cannot always change the secret its consuming applications already use: an application
+    with `acceptWeakSecret: true` starts anyway, with a warning naming its label (never the secret). Returns
+    the labels so accepted."""
     if settings.development:
-        return
-    geheimen = [(f"KLANTEN_AUTH_CONFIG: secret of application {app.label!r}", app.secret)
-                for app in {id(a): a for a in applicaties.by_client_id.values()}.values()]
+        return []
+    apps = list({id(a): a for a in applicaties.by_client_id.values()}.values())
+    geheimen = [(f"KLANTEN_AUTH_CONFIG: secret of application {app.label!r}", app.secret, app) for app in apps]
     if settings.notifications_api_url and settings.notifications_secret:
-        geheimen.append(("KLANTEN_NOTIFICATIONS_SECRET", settings.notifications_secret))
+        geheimen.append(("KLANTEN_NOTIFICATIONS_SECRET", settings.notifications_secret, None))
     if settings.autorisaties_api_url and settings.autorisaties_secret:
-        geheimen.append(("KLANTEN_AUTORISATIES_SECRET", settings.autorisaties_secret))
-    for naam, geheim in geheimen:
+        geheimen.append(("KLANTEN_AUTORISATIES_SECRET", settings.autorisaties_secret, None))
+    toegestaan = []
+    for naam, geheim, app in geheimen:
         reden = zwak_geheim(geheim)
-        if reden:
-            raise ConfigError(f"{naam} is {reden}; use a random secret of at least 32 bytes "
-                              "(or set KLANTEN_DEVELOPMENT=true on a developer machine)")
+        if reden and app is not None and app.accept_weak_secret:
+            log.warning("KLANTEN_AUTH_CONFIG: an application's weak secret is accepted because of "
+                        "acceptWeakSecret: true; replace it with a random secret of at least 32 bytes",
+                        extra={"event": "weak_secret_accepted", "applicatie": app.label, "reason": reden})
+            toegestaan.append(app.label)
+        elif reden:
+            hint = (" or, for an application whose secret cannot be changed yet, set acceptWeakSecret: true on "
+                    "its entry") if app is not None else ""
+            raise ConfigError(f"{naam} is {reden}; use a random secret of at least 32 bytes{hint} "
+                              "(KLANTEN_DEVELOPMENT=true is for developer machines only)")
+    return toegestaan
 
 
 class Authorisatie:
@@ -143,11 +168,15 @@ class Authorisatie:
 
     def __init__(self, applicaties: Applicaties, autorisaties_api=None, *,
                  max_token_bytes: int = Settings.auth_max_token_bytes,
-                 cache_budget: int = Settings.auth_token_cache_bytes):
+                 cache_budget: int = Settings.auth_token_cache_bytes,
+                 audience: tuple[str, ...] = Settings.auth_audience,
+                 max_token_age: int = Settings.auth_max_token_age):
         self.applicaties = applicaties
         self.autorisaties_api = autorisaties_api
         self.max_token_bytes = max_token_bytes
         self.cache_budget = cache_budget
+        self.audience = frozenset(audience)
+        self.max_token_age = max_token_age
         # A token of an unknown client is checked against this secret, so that it costs exactly what a known
         # client's token with a bad signature costs (same jwt.decode, same HMAC over the whole token): the answer
         # time does not tell which client ids exist. Random per process, as long as a real secret.
@@ -156,7 +185,7 @@ class Authorisatie:
         # once is remembered by the SHA-256 digest of its text (no token text is kept; no other token has that
         # digest); on a later request only the time claims are checked again, and the scopes as always. Refused
         # tokens are never remembered. Bounded by an explicit byte budget; the least recently used go first.
-        self._geldig: OrderedDict[bytes, tuple[Applicatie, str, object, object, dict, int]] = OrderedDict()
+        self._geldig: OrderedDict[bytes, tuple[Applicatie, str, object, object, object, dict, int]] = OrderedDict()
         self._geldig_bytes = 0
         self._lock = threading.Lock()     # the Autorisaties API path verifies in a thread pool
 
@@ -189,24 +218,32 @@ class Authorisatie:
             if bekend is not None:
                 self._geldig.move_to_end(sleutel)
         if bekend is not None:
-            app, client_id, exp, nbf, info, _ = bekend
+            app, client_id, exp, nbf, iat, info, _ = bekend
             nu = time.time()
             if exp is not None and exp <= nu - LEEWAY_SECONDS:
                 self._vergeet(sleutel)
                 raise GeenToestemming(*EXPIRED)
             if nbf is not None and nbf > nu + LEEWAY_SECONDS:
                 raise GeenToestemming(*IMMATURE)
+            if self._te_oud(iat, nu):          # a remembered token ages like any other
+                self._vergeet(sleutel)
+                raise GeenToestemming(*te_oud(self.max_token_age))
         else:
             app, client_id, info, claims = self._verifieer(token)
-            self._onthoud(sleutel, app, client_id, claims.get("exp"), claims.get("nbf"), info)
+            self._onthoud(sleutel, app, client_id, claims.get("exp"), claims.get("nbf"), claims.get("iat"), info)
         _log_fact("client_id", client_id)
         if not self._staat_toe(app, client_id, set(required_scopes or []), component):
             raise GeenToestemming()
         return dict(info)
 
-    def _onthoud(self, sleutel: bytes, app: Applicatie, client_id: str, exp, nbf, info: dict) -> None:
-        grootte = (CACHE_ENTRY_OVERHEAD + sys.getsizeof(sleutel) + sys.getsizeof((app, client_id, exp, nbf, info, 0))
-                   + sys.getsizeof(exp) + sys.getsizeof(nbf) + sys.getsizeof(info)
+    def _te_oud(self, iat, nu: float) -> bool:
+        """KLANTEN_AUTH_MAX_TOKEN_AGE: issued longer ago than that (with the leeway of exp)."""
+        return bool(self.max_token_age) and iat is not None and iat < nu - self.max_token_age - LEEWAY_SECONDS
+
+    def _onthoud(self, sleutel: bytes, app: Applicatie, client_id: str, exp, nbf, iat, info: dict) -> None:
+        grootte = (CACHE_ENTRY_OVERHEAD + sys.getsizeof(sleutel)
+                   + sys.getsizeof((app, client_id, exp, nbf, iat, info, 0))
+                   + sys.getsizeof(exp) + sys.getsizeof(nbf) + sys.getsizeof(iat) + sys.getsizeof(info)
                    + sum(sys.getsizeof(v) for v in info.values()))
         if grootte > self.cache_budget:
             return
@@ -217,7 +254,7 @@ class Authorisatie:
             while self._geldig and self._geldig_bytes + grootte > self.cache_budget:
                 _, weg = self._geldig.popitem(last=False)
                 self._geldig_bytes -= weg[-1]
-            self._geldig[sleutel] = (app, client_id, exp, nbf, info, grootte)
+            self._geldig[sleutel] = (app, client_id, exp, nbf, iat, info, grootte)
             self._geldig_bytes += grootte
 
     def _vergeet(self, sleutel: bytes) -> None:
@@ -259,6 +296,19 @@ class Authorisatie:
         if iat is not None and (isinstance(iat, bool) or not isinstance(iat, (int, float))):
             _log_fact("client_id", client_id)
             raise GeenToestemming(*BAD_CLAIMS)     # a future iat is fine (as the reference); a non-number is not
+        if self.max_token_age:
+            # without iat a token's age is unknown, and with no exp it would never end: refused
+            if iat is None:
+                _log_fact("client_id", client_id)
+                raise GeenToestemming(*MISSING_IAT)
+            if self._te_oud(iat, time.time()):
+                _log_fact("client_id", client_id)
+                raise GeenToestemming(*te_oud(self.max_token_age))
+        if "aud" in claims and not self._voor_ons(claims["aud"]):
+            # RFC 7519 §4.1.3: a token meant for other recipients must be rejected (checked after the
+            # signature: only the holder of the secret can learn from this answer)
+            _log_fact("client_id", client_id)
+            raise GeenToestemming(*WRONG_AUDIENCE)
         info = {
             "client_id": client_id,
             "applicatie_label": app.label,
@@ -266,6 +316,13 @@ class Authorisatie:
             "user_representation": _claim_text(claims.get("user_representation")),
         }
         return app, client_id, info, claims
+
+    def _voor_ons(self, aud) -> bool:
+        """Does the `aud` claim (a string or a list of strings) name this server (KLANTEN_AUTH_AUDIENCE)?"""
+        waarden = [aud] if isinstance(aud, str) else aud
+        if not isinstance(waarden, list) or not all(isinstance(w, str) for w in waarden):
+            return False
+        return any(w in self.audience for w in waarden)
 
     def _staat_toe(self, app: Applicatie, client_id: str, required: set[str], component: str) -> bool:
         if app.heeft_alle_autorisaties or app.scopes is not None or self.autorisaties_api is None:

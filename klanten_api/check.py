@@ -113,7 +113,7 @@ class Checker:
                     self.redact.add(item.get("secret"))
         try:
             applicaties = load_applicaties(path)
-            controleer_geheimen(self.settings, applicaties)
+            zwak_toegestaan = controleer_geheimen(self.settings, applicaties)
         except ConfigError as exc:
             return fail(str(exc))
         self.applicaties = applicaties
@@ -123,6 +123,9 @@ class Checker:
         detail = f"{len(apps)} application(s), {len(applicaties.by_client_id)} client id(s)"
         if self.settings.development:
             detail += "; KLANTEN_DEVELOPMENT=true: secret strength not checked"
+        elif zwak_toegestaan:
+            detail += (", weak secret accepted (acceptWeakSecret) for "
+                       + ", ".join(repr(label) for label in zwak_toegestaan))
         else:
             detail += ", secrets strong"
         return ok(detail)
@@ -311,9 +314,15 @@ CHECKS = (("auth config", "auth_config"), ("database", "database"), ("notificati
 
 
 def cmd_check(args, settings: Settings) -> int:
+    from .http import controleer_publieke_url
     checker = Checker(settings)
-    print("settings: ok", flush=True)          # Settings.from_env raised nothing (cli.main reports it otherwise)
     failed = []
+    try:
+        controleer_publieke_url(settings)      # `serve` would refuse to start without a public URL or host list
+        print("settings: ok", flush=True)      # Settings.from_env raised nothing (cli.main reports it otherwise)
+    except ConfigError as exc:
+        failed.append("settings")
+        print(fail(str(exc)).line("settings"), flush=True)
     for part, method in CHECKS:
         try:
             result = getattr(checker, method)()

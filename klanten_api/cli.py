@@ -20,8 +20,13 @@ def _migrate(settings: Settings) -> None:
 def cmd_serve(args, settings: Settings) -> int:
     import uvicorn
     from .auth import controleer_geheimen, load_applicaties
+    from .apis import Layout
+    from .http import controleer_publieke_url
     from .logging import configure_logging
+    from .transport import uvicorn_opties, verhoog_descriptorlimiet
     controleer_geheimen(settings, load_applicaties(settings.auth_config))   # a bad file stops start-up here
+    controleer_publieke_url(settings)
+    Layout.from_settings(settings)          # a base path that overlaps another stops start-up here
     configure_logging()
     _migrate(settings)
     # the workers (separate processes from --workers 2 on) end when this process is gone (klanten_api/proces.py)
@@ -34,10 +39,10 @@ def cmd_serve(args, settings: Settings) -> int:
         relay = RelayProces().start()
         os.environ["KLANTEN_NOTIFICATIONS_RELAY"] = "false"
         os.environ["KLANTEN_NOTIFICATIONS_RELAY_WEKKER"] = relay.wekker_adres
+    verhoog_descriptorlimiet()      # the workers inherit it; KLANTEN_MAX_CONNECTIONS is kept below it
     try:
         uvicorn.run("klanten_api.app:create_app_from_env", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_config=None, access_log=False, proxy_headers=False,
-                    timeout_graceful_shutdown=10)
+                    workers=args.workers, **uvicorn_opties(settings))
     finally:
         if relay is not None:
             relay.stop()

@@ -7,6 +7,7 @@ import flask
 from connexion.context import context
 
 from service.klanten import KlantenService, Verzoek
+from .apis import Layout
 from .settings import Settings
 
 EXTENSION = "klanten_api"
@@ -16,6 +17,7 @@ EXTENSION = "klanten_api"
 class Diensten:
     settings: Settings
     klanten: KlantenService
+    layout: Layout
     contactmomenten: object = None      # service.contactmomenten.ContactmomentenService
 
 
@@ -38,11 +40,12 @@ def header_tekst(waarde: str) -> str:
 
 def verzoek() -> Verzoek:
     request = flask.request
-    settings = diensten().settings
+    settings, layout = diensten().settings, diensten().layout
     base = settings.base_url or (request.host_url.rstrip("/"))
     token = context.get("token_info") or {}
     return Verzoek(
         base_url=base,
+        api_pad=layout.api("klanten").canonical,
         client_id=token.get("client_id", ""),
         applicatie_label=token.get("applicatie_label", ""),
         user_id=token.get("user_id", ""),
@@ -51,7 +54,8 @@ def verzoek() -> Verzoek:
         # blank counts as absent: no tag given is no version to protect
         if_match=request.headers.get("If-Match", "").strip() or None,
         logrecord_id=request.headers.get("X-NLX-Logrecord-ID", "")[:255],   # stored (255), never shown
-        pad=request.path,
+        # the page links of a list: this request's URL on the canonical base path (DECISIONS #18)
+        pad=layout.canonical_path(request.path),
         query=request.query_string.decode("latin-1"),
         verzoek_base=request.host_url.rstrip("/"),
     )

@@ -22,6 +22,7 @@ SOORTEN: dict[int, tuple[str, str, str]] = {
     404: ("NotFound", "not_found", "Niet gevonden."),
     405: ("MethodNotAllowed", "method_not_allowed", 'Methode "{method}" niet toegestaan.'),
     406: ("NotAcceptable", "not_acceptable", "Kan niet voldoen aan de opgegeven Accept header."),
+    408: ("RequestTimeout", "request_timeout", "Het verzoek kwam niet op tijd binnen."),
     409: ("Conflict", "conflict", "Er is een conflict"),
     410: ("Gone", "gone", "De resource bestaat niet meer"),
     412: ("PreconditionFailed", "precondition_failed", "Voorwaarde is niet vervuld"),

@@ -2,30 +2,33 @@
 
 API-version on every answer, HEAD served as GET without a body, ETag / If-None-Match (304) on the
 detail resources (and the ETag of a PUT/PATCH answer), the request's Content-Type in one spelling, 406
-for an unacceptable Accept, a body-size limit (413), the full `Allow` header on 405, CORS (any origin,
-as the reference) and one structured log event per request.
+for an unacceptable Accept, a body-size limit (413) and a body-time limit (408), the full `Allow` header on
+405, CORS (any origin, as the reference), the Host check (400 for a Host that may not name this server) and
+one structured log event per request.
 """
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import re
 import time
 import uuid
 from contextvars import ContextVar
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
 
 from starlette.datastructures import Headers
 
+from .apiroot import ApiRoot
 from .errors import PROBLEM_JSON, problem_bytes
 from .etag import etag as etag_of, if_none_match as etag_matches
-from .settings import API_BASE_PATH, API_VERSION
+from .settings import API_VERSION, ConfigError
 
 log = logging.getLogger("klanten_api.request")
 
-# fixed paths that may appear as such in the request log (any other unmatched path is logged as "(other)")
-KNOWN_PATHS = {f"{API_BASE_PATH}/schema/openapi.yaml", f"{API_BASE_PATH}/schema/openapi.json",
-               f"{API_BASE_PATH}/openapi.yaml", f"{API_BASE_PATH}/openapi.json", f"{API_BASE_PATH}/schema/",
-               "/ref/kanalen/", "/_health/live", "/_health/ready", "/_metrics"}
+# fixed paths outside the APIs that may appear as such in the request log (any other unmatched path is "(other)")
+SERVER_PATHS = frozenset({"/ref/kanalen/", "/_health/live", "/_health/ready", "/_metrics"})
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 # per-request facts for the request log, filled in by the security check (same task, same context)
 VERZOEK_LOG: ContextVar[dict] = ContextVar("verzoek_log")
@@ -33,6 +36,44 @@ CORS_ALLOW_HEADERS = ("x-requested-with, content-type, accept, origin, authoriza
                       "accept-encoding, accept-crs, content-crs, if-none-match, if-match, x-audit-toelichting, "
                       "x-nlx-logrecord-id")
 CORS_ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"
+
+
+def controleer_publieke_url(settings) -> None:
+    """Outside development a request's Host may not decide the URLs we store and publish (audit trail,
+    notifications): KLANTEN_BASE_URL fixes them, or KLANTEN_ALLOWED_HOSTS lists the names this server has."""
+    if not settings.development and not settings.base_url and not settings.allowed_hosts:
+        raise ConfigError("set KLANTEN_BASE_URL (the public URL) or KLANTEN_ALLOWED_HOSTS (the host names of this "
+                          "server): without either, any client's Host header would name this server in stored "
+                          "URLs (audit trail, notifications)")
+
+
+def host_toegestaan(host: str | None, allowed: tuple[str, ...]) -> bool:
+    """`host` (a Host header value) is listed: an entry with a port must match host:port exactly, an entry
+    without one matches that name on any port."""
+    if not host:
+        return False
+    host = host.strip().lower()
+    if host in allowed:
+        return True
+    if host.startswith("["):                       # [IPv6]:port
+        naam = host[:host.find("]") + 1] if "]" in host else host
+    else:
+        naam = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return naam != host and naam in allowed
+
+
+def spec_query_names(spec: dict) -> frozenset[str]:
+    """Every query parameter name the spec defines (what the request log may show of a query string)."""
+    components = spec.get("components", {}).get("parameters", {})
+    names = set()
+    for item in spec.get("paths", {}).values():
+        operations = [op for m, op in item.items() if m in ("get", "post", "put", "patch", "delete")]
+        for param in [*item.get("parameters", []), *(p for op in operations for p in op.get("parameters", []))]:
+            if "$ref" in param:
+                param = components.get(param["$ref"].rsplit("/", 1)[1], {})
+            if param.get("in") == "query" and param.get("name"):
+                names.add(param["name"])
+    return frozenset(names)
 
 
 def public_base(scope, settings) -> str:
@@ -70,39 +111,41 @@ def canonical_content_type(value: str) -> str:
     return out
 
 
-def path_templates(spec_paths: dict, base: str = API_BASE_PATH) -> list[tuple[re.Pattern, str, dict]]:
-    """(regex for a concrete path, Allow header value, method -> operationId) for every path of the spec;
-    the template itself under "_template" (what the request log shows: a client can put anything in a path)."""
+def document_paths(base: str) -> tuple[str, ...]:
+    """The paths of an API's own documents on one base path (klanten_api.app serves them)."""
+    return (f"{base}/schema/openapi.yaml", f"{base}/schema/openapi.json", f"{base}/openapi.yaml",
+            f"{base}/openapi.json", f"{base}/schema/")
+
+
+@dataclass(frozen=True)
+class Route:
+    regex: re.Pattern            # a concrete path of this template
+    safe: re.Pattern             # the same with a uuid in every parameter: a path the request log may show as sent
+    allow: str                   # the Allow header of a 405
+    operations: dict             # method -> operationId
+    template: str                # what the request log shows otherwise (a client can put anything in a path)
+    etag: frozenset[str]         # methods whose 200 answer carries an ETag
+
+
+def path_templates(spec_paths: dict, base: str) -> list[Route]:
+    """A Route for every path of a spec on one base path. ETags: a GET whose 200 answer declares one (a klant, an
+    audit row), and the PUT/PATCH answers on that path (the new version, for If-Match)."""
     out = []
     for template, item in spec_paths.items():
         methods = [m.upper() for m in ("get", "post", "put", "patch", "delete") if m in item]
         operations = {m: item[m.lower()].get("operationId") for m in methods}
+        etag = set()
         if "GET" in methods:
             methods.append("HEAD")
             operations["HEAD"] = operations["GET"]
-        regex = re.compile("^" + re.escape(base) + re.sub(r"\{[^/]+\}", "[^/]+", template) + "$")
-        operations["_template"] = base + template
-        # what a path with uuids in its parameters looks like (logged as it is: uuids are no personal data)
-        operations["_safe"] = re.compile("^" + re.escape(base) + re.sub(r"\{[^/]+\}", _UUID, template) + "$")
-        out.append((regex, ", ".join(methods), operations))
+            if "ETag" in ((item["get"].get("responses") or {}).get("200") or {}).get("headers", {}):
+                etag = {"GET"} | {m for m in ("PUT", "PATCH") if m in methods}
+        pattern = re.escape(base) + re.sub(r"\\\{[^/]+?\\\}", "{}", re.escape(template))
+        out.append(Route(regex=re.compile("^" + pattern.replace("{}", "[^/]+") + "$"),
+                         safe=re.compile("^" + pattern.replace("{}", _UUID) + "$"),
+                         allow=", ".join(methods), operations=operations, template=base + template,
+                         etag=frozenset(etag)))
     return out
-
-
-def _api_paden(apis) -> tuple[tuple[str, ...], list[re.Pattern], list[re.Pattern], set[str]]:
-    """From the documents and their base paths: the path prefixes of API resources; the paths with an ETag on
-    GET (every *_read); the paths with an ETag on a PUT/PATCH answer (those of a *_read); the documents' paths."""
-    prefixes, etag_get, etag_write, documenten = [], [], [], set()
-    for base, spec_paths in apis:
-        for template, item in spec_paths.items():
-            prefixes.append(base + "/" + template.strip("/").split("/", 1)[0])
-            if str(item.get("get", {}).get("operationId", "")).endswith("_read"):
-                regex = re.compile("^" + re.escape(base) + re.sub(r"\{[^/]+\}", "[^/]+", template) + "$")
-                etag_get.append(regex)
-                if "put" in item or "patch" in item:
-                    etag_write.append(regex)
-        documenten |= {f"{base}/schema/openapi.yaml", f"{base}/schema/openapi.json", f"{base}/openapi.yaml",
-                       f"{base}/openapi.json", f"{base}/schema/"}
-    return tuple(dict.fromkeys(prefixes)), etag_get, etag_write, documenten
 
 
 def _in_networks(address: str | None, networks) -> bool:
@@ -116,18 +159,27 @@ def _in_networks(address: str | None, networks) -> bool:
 
 
 class ZgwHttp:
-    def __init__(self, app, *, settings, spec_paths: dict, ops=None, metrics=None, apis=None):
-        """apis: (base path, spec paths) of every API served (default: the Klanten API's `spec_paths`)."""
+    def __init__(self, app, *, settings, layout, ops=None, metrics=None):
         self.app = app
         self.settings = settings
-        apis = apis or ((API_BASE_PATH, spec_paths),)
-        self.templates = [t for base, paths in apis for t in path_templates(paths, base)]
-        self.api_prefixes, self.etag_get, self.etag_write, documenten = _api_paden(apis)
-        self.known_paths = KNOWN_PATHS | documenten
+        # every base path of every API (klanten_api.apis): its routes, document paths and API root
+        self.routes = [route for m in layout.apis for base in m.base_paths
+                       for route in path_templates(m.spec["paths"], base)]
+        self.api_prefixes = tuple(f"{base}/{naam}" for m in layout.apis for base in m.base_paths
+                                  for naam in m.collecties)
+        self.known_paths = SERVER_PATHS | {p for m in layout.apis for base in m.base_paths
+                                           for p in document_paths(base)}
+        self.query_names = frozenset().union(*(spec_query_names(m.spec) for m in layout.apis))
+        # development without KLANTEN_ALLOWED_HOSTS takes any Host; otherwise a listed one (or, with
+        # KLANTEN_BASE_URL and no list, Host is never used for a URL and need not be checked)
+        self.allowed_hosts = settings.allowed_hosts
+        self.check_host = bool(settings.allowed_hosts) or not (settings.development or settings.base_url)
         self.max_body_bytes = settings.max_body_bytes
         self.ops = ops
         self.metrics = metrics
         self.trusted = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
+        self.api_roots = [ApiRoot(base, m.collecties, canonical=m.canonical)
+                          for m in layout.apis for base in m.base_paths]
 
     def _cors(self, origin: str | None) -> list:
         """CORS headers for a request from `origin` (any origin by default, as the reference)."""
@@ -161,11 +213,8 @@ class ZgwHttp:
             (b"api-version", API_VERSION.encode()), *extra_headers]})
         await send({"type": "http.response.body", "body": body})
 
-    def _route(self, path: str) -> tuple[str | None, dict]:
-        for regex, allow, operations in self.templates:
-            if regex.match(path):
-                return allow, operations
-        return None, {}
+    def _route(self, path: str) -> Route | None:
+        return next((route for route in self.routes if route.regex.match(path)), None)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -181,7 +230,14 @@ class ZgwHttp:
             request_id = str(uuid.uuid4())
         path = scope["path"]
         method = scope["method"]
-        base = public_base(scope, self.settings)
+        vreemde_host = self.check_host and not host_toegestaan(headers.get("host"), self.allowed_hosts)
+        if vreemde_host:
+            # not this Host in anything we answer or store: the configured URL or the first listed name
+            naam = self.allowed_hosts[0] if self.allowed_hosts else "localhost"
+            base = self.settings.base_url or f"{scope.get('scheme', 'http')}://{naam}"
+        else:
+            base = public_base(scope, self.settings)
+        api_root = next((r for r in self.api_roots if r.serves(path)), None)
         origin = headers.get("origin")
         status_holder = {"status": 500}
         facts = {}
@@ -193,10 +249,15 @@ class ZgwHttp:
             status_holder["status"] = status
 
         try:
+            if vreemde_host:
+                await finish(400)
+                return await self._send_problem(send, 400, base, common, code="disallowed_host", detail=(
+                    "De Host-header noemt geen naam van deze server."))
             if any(ord(c) < 32 or ord(c) == 127 for c in path):
                 await finish(404)
                 return await self._send_problem(send, 404, base, common)
-            is_api = path.startswith(self.api_prefixes)
+            # an API root answers JSON like the resources (its redirects do not negotiate)
+            is_api = path.startswith(self.api_prefixes) or (api_root is not None and path == api_root.root)
             if is_api and method == "OPTIONS" and cors and headers.get("access-control-request-method"):
                 await finish(200)
                 await send({"type": "http.response.start", "status": 200, "headers": [
@@ -208,13 +269,24 @@ class ZgwHttp:
             if is_api and not acceptable(headers.get("accept")):
                 await finish(406)
                 return await self._send_problem(send, 406, base, common)
+            if api_root is not None:
+                return await finish(await api_root.answer(scope, send, base,
+                                                          [*common, (b"api-version", API_VERSION.encode())]))
             if is_api and method in ("POST", "PUT", "PATCH"):
                 declared = headers.get("content-length")
                 if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
                     await finish(413)
                     return await self._send_problem(send, 413, base, common, detail=(
                         f"De body is groter dan {self.max_body_bytes} bytes."))
-                receive, too_large, size = await self._buffer(receive)
+                try:
+                    async with asyncio.timeout(self.settings.body_timeout):
+                        receive, too_large, size = await self._buffer(receive)
+                except TimeoutError:
+                    # a body that dribbles in holds a worker's memory and a connection: cut it off, and close
+                    # the connection (the rest of the body would otherwise be read as the next request)
+                    await finish(408)
+                    return await self._send_problem(send, 408, base, [*common, (b"connection", b"close")], detail=(
+                        f"De body kwam niet binnen {self.settings.body_timeout:g} seconden binnen."))
                 if too_large:
                     await finish(413)
                     return await self._send_problem(send, 413, base, common, detail=(
@@ -232,11 +304,11 @@ class ZgwHttp:
             is_head = method == "HEAD"
             if is_head:
                 scope = dict(scope, method="GET")
+            route = self._route(path)
+            allow = route.allow if route is not None else None
             # an ETag on what GET serves, and on the klant a PUT or PATCH answers (the new version, for If-Match)
-            etag_mode = (scope["method"] == "GET" and any(r.match(path) for r in self.etag_get)) or (
-                scope["method"] in ("PUT", "PATCH") and any(r.match(path) for r in self.etag_write))
+            etag_mode = route is not None and scope["method"] in route.etag
             if_none_match = headers.get("if-none-match")
-            allow, operations = self._route(path)
             state = {"start": None, "chunks": []}
 
             async def send_wrapper(message):
@@ -286,24 +358,39 @@ class ZgwHttp:
 
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = self._route(path)[1]
-            operation_id = route.get(method)
+            route = self._route(path)
+            operation_id = route.operations.get(method) if route is not None else None
             # uuids are identifiers, not personal data; anything else a client put in a path is not logged
-            safe = route.get("_safe")
-            logged_path = path if ((safe is not None and safe.match(path)) or path in self.known_paths) else (
-                route.get("_template") or "(other)")
+            if (route is not None and route.safe.match(path)) or path in self.known_paths or api_root is not None:
+                logged_path = path
+            else:
+                logged_path = route.template if route is not None else "(other)"
             if self.metrics is not None:
                 self.metrics.observe(operation_id, status_holder["status"], time.perf_counter() - started)
+            query_keys, query_other = self._query_names(scope.get("query_string", b""))
             log.info("request", extra={
                 "event": "request", "method": method, "path": logged_path,
-                "query_keys": sorted({k.decode("latin-1") for k, _, _ in
-                                      (p.partition(b"=") for p in scope.get("query_string", b"").split(b"&") if p)}),
+                "query_keys": query_keys, "query_other": query_other,
                 "status": status_holder["status"],
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 "operation_id": operation_id,
                 "client_id": facts.get("client_id"),
                 "request_id": request_id,
             })
+
+    def _query_names(self, query_string: bytes) -> tuple[list[str], int]:
+        """The spec's parameter names in a query string, and how many other parts it has. A part the spec does
+        not name is only counted: a client chooses it, and `?<bsn>&<e-mail>` has no `=` at all."""
+        names, other = set(), 0
+        for part in query_string.split(b"&"):
+            if not part:
+                continue
+            name = unquote_plus(part.partition(b"=")[0].decode("latin-1"))
+            if name in self.query_names:
+                names.add(name)
+            else:
+                other += 1
+        return sorted(names), other
 
     async def _buffer(self, receive):
         """Read the whole request body (bounded) so an oversized one is refused before any work."""

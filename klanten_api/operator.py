@@ -1,4 +1,4 @@
-"""Operator commands: the notification outbox (list, retry, relay) and kanaal registration."""
+"""Operator commands: the notification outbox (list, retry, discard, relay) and kanaal registration."""
 from __future__ import annotations
 
 import argparse
@@ -16,32 +16,58 @@ def _engine(settings: Settings):
 
 
 def cmd_list(args, settings: Settings) -> int:
+    from storage.notificaties import WACHTEND
     from storage.tables import notificatie
+    later = notificatie.alias("later")
+    # what a failed message holds back: the pending messages of its klant behind it (order per klant)
+    achter = (sa.select(sa.func.count()).where(later.c.klant_uuid == notificatie.c.klant_uuid,
+                                               later.c.id > notificatie.c.id, later.c.status == WACHTEND)
+              .scalar_subquery())
     q = sa.select(notificatie.c.id, notificatie.c.klant_uuid, notificatie.c.status, notificatie.c.pogingen,
-                  notificatie.c.laatste_fout, notificatie.c.aangemaakt).order_by(notificatie.c.id)
+                  notificatie.c.laatste_fout, notificatie.c.aangemaakt, notificatie.c.eerste_fout,
+                  achter.label("houdt_tegen")).order_by(notificatie.c.id)
     if args.status != "all":
         q = q.where(notificatie.c.status == args.status)
     with _engine(settings).connect() as conn:
         rows = conn.execute(q.limit(args.limit)).all()
-    print("id\tklant\tstatus\tpogingen\tlaatste_fout\taangemaakt")
+    print("id\tklant\tstatus\tpogingen\tlaatste_fout\taangemaakt\teerste_fout\thoudt_tegen")
     for r in rows:
-        print(f"{r.id}\t{r.klant_uuid}\t{r.status}\t{r.pogingen}\t{r.laatste_fout}\t{r.aangemaakt}")
+        print(f"{r.id}\t{r.klant_uuid}\t{r.status}\t{r.pogingen}\t{r.laatste_fout}\t{r.aangemaakt}"
+              f"\t{r.eerste_fout or ''}\t{r.houdt_tegen}")
     return 0
+
+
+def _mislukte(args, notificatie):
+    from storage.notificaties import MISLUKT
+    q = sa.update(notificatie).where(notificatie.c.status == MISLUKT)
+    if args.id:
+        return q.where(notificatie.c.id.in_(args.id))
+    if not args.all_failed:
+        raise ConfigError("give --id N (repeatable) or --all-failed")
+    return q
 
 
 def cmd_retry(args, settings: Settings) -> int:
     import datetime as dt
-    from storage.notificaties import MISLUKT, WACHTEND
+    from storage.notificaties import WACHTEND
     from storage.tables import notificatie
-    q = sa.update(notificatie).where(notificatie.c.status == MISLUKT)
-    if args.id:
-        q = q.where(notificatie.c.id.in_(args.id))
-    elif not args.all_failed:
-        raise ConfigError("give --id N (repeatable) or --all-failed")
+    q = _mislukte(args, notificatie)
     with _engine(settings).begin() as conn:
-        n = conn.execute(q.values(status=WACHTEND, pogingen=0, laatste_fout="",
+        # a new start: attempts and the retry horizon count from here
+        n = conn.execute(q.values(status=WACHTEND, pogingen=0, laatste_fout="", eerste_fout=None,
                                   volgende_poging=dt.datetime.now(dt.timezone.utc))).rowcount
     print(f"{n} notification(s) queued again")
+    return 0
+
+
+def cmd_discard(args, settings: Settings) -> int:
+    """Give up failed messages for good: kept as `discarded`, they no longer hold back their klant's later ones."""
+    from storage.notificaties import VERWORPEN
+    from storage.tables import notificatie
+    q = _mislukte(args, notificatie)
+    with _engine(settings).begin() as conn:
+        n = conn.execute(q.values(status=VERWORPEN)).rowcount
+    print(f"{n} notification(s) discarded")
     return 0
 
 
@@ -112,16 +138,20 @@ def cmd_register_kanaal(args, settings: Settings) -> int:
 
 
 def add_commands(sub) -> None:
-    notif = sub.add_parser("notificaties", help="inspect and retry the notification outbox")
+    notif = sub.add_parser("notificaties", help="inspect, retry and discard failed notifications")
     nsub = notif.add_subparsers(dest="notificaties_command", required=True)
     lst = nsub.add_parser("list", help="list outbox messages (default: failed ones)")
-    lst.add_argument("--status", choices=["failed", "pending", "sent", "all"], default="failed")
+    lst.add_argument("--status", choices=["failed", "pending", "sent", "discarded", "all"], default="failed")
     lst.add_argument("--limit", type=int, default=1000)
     lst.set_defaults(func=cmd_list)
     retry = nsub.add_parser("retry", help="queue failed messages again")
     retry.add_argument("--id", type=int, action="append")
     retry.add_argument("--all-failed", action="store_true")
     retry.set_defaults(func=cmd_retry)
+    discard = nsub.add_parser("discard", help="give up failed messages (their klant's later messages go out)")
+    discard.add_argument("--id", type=int, action="append")
+    discard.add_argument("--all-failed", action="store_true")
+    discard.set_defaults(func=cmd_discard)
     relay = sub.add_parser("relay", help="run only the notification relay (the server runs one itself)")
     # internal, given by `serve`: its pid, and the wake-up socket its workers send to
     relay.add_argument("--ouder", type=int, default=0, help=argparse.SUPPRESS)
@@ -132,4 +162,6 @@ def add_commands(sub) -> None:
     reg.add_argument("kanaal", nargs="?")
     reg.add_argument("--notificaties-api-root")
     reg.set_defaults(func=cmd_register_kanaal)
+    from .importeren import add_commands as migratie_commands     # import and export (DECISIONS #28)
+    migratie_commands(sub)
     sub.add_parser("check", help="check configuration and connections").set_defaults(func=__import__("klanten_api.check").check.cmd_check)

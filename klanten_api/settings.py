@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,9 +12,6 @@ DEV_AUTH_CONFIG = PROJECT_ROOT / "config" / "dev-auth.yaml"
 
 API_VERSION = "1.0.0"
 API_BASE_PATH = "/api/v1"
-# the Contactmomenten API 1.0 (DECISIONS #18): its own document and base path, as Open Klant 1.x serves it
-CM_SPEC_PATH = PROJECT_ROOT / "spec" / "contactmomenten.yaml"
-CM_API_BASE_PATH = "/contactmomenten/api/v1"
 
 
 class ConfigError(Exception):
@@ -60,10 +58,10 @@ def _int(env: dict, name: str, default: int) -> int:
     return value
 
 
-def _minstens_1(env: dict, name: str, default: int) -> int:
+def _minstens(env: dict, name: str, default: int, minimum: int) -> int:
     value = _int(env, name, default)
-    if value < 1:
-        raise ConfigError(f"{name} must be at least 1, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
 
 
@@ -76,6 +74,24 @@ def _bool(env: dict, name: str, default: bool) -> bool:
     if raw.lower() in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+_EENHEDEN = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duur(env: dict, name: str, default: float) -> float:
+    """A duration in seconds: a number of seconds, or a number with s, m, h or d (`24h`)."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    getal, eenheid = (raw[:-1], _EENHEDEN[raw[-1]]) if raw[-1] in _EENHEDEN else (raw, 1.0)
+    try:
+        value = float(getal) * eenheid
+    except ValueError:
+        raise ConfigError(f"{name} must be a duration such as 86400, 90m or 24h, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
 
 
 def _list(env: dict, name: str) -> tuple[str, ...]:
@@ -98,7 +114,6 @@ class Settings:
     notifications_client_id: str = ""
     notifications_secret: str = ""
     notifications_timeout: float = 10.0
-    notifications_max_attempts: int = 8
     notifications_backoff: float = 1.0
     notifications_relay: bool = True
     notifications_poll: float = 1.0
@@ -123,6 +138,19 @@ class Settings:
     serve_pid: int = 0                   # set by `serve` for its workers: they end when this process is gone
     subject_max_concurrent: int = 4          # kla-002 checks at once per worker process (of a2wsgi's 10 threads)
     subject_max_concurrent_per_client: int = 2
+    allowed_hosts: tuple[str, ...] = ()      # Host values (after KLANTEN_TRUSTED_PROXIES) that may name this server
+    max_header_bytes: int = 65_536           # request line + headers of one request, per request
+    header_timeout: float = 10.0             # seconds for a connection to deliver a request's headers
+    body_timeout: float = 30.0               # seconds for a request body (POST/PUT/PATCH) to arrive in full
+    max_connections: int = 1000              # open connections per worker process
+    auth_audience: tuple[str, ...] = ()       # `aud` values that name this server; a token with another aud: 403
+    auth_max_token_age: int = 0               # seconds since `iat` a token is accepted; 0: off (as the reference)
+    # seconds a message keeps being retried after its first transient failure (then: failed); replaces the
+    # former KLANTEN_NOTIFICATIONS_MAX_ATTEMPTS, which is no longer read
+    notifications_retry_horizon: float = 24 * 3600.0
+    notifications_max_backoff: float = 300.0     # seconds: the longest pause between two tries of one message
+    klanten_base_path: str = API_BASE_PATH    # the canonical base path of the Klanten API (DECISIONS #18)
+    contactmomenten_base_path: str = "/contactmomenten/api/v1"
     services_config: Path | None = None      # YAML: API roots with credentials for cm-004/cm-005/cm-006 fetches
     cm_zaak_relatie_controle: bool = True    # cm-006: ask the Zaken API for the mirror relation
     extra: dict = field(default_factory=dict, compare=False)
@@ -155,7 +183,6 @@ class Settings:
             notifications_client_id=env.get("KLANTEN_NOTIFICATIONS_CLIENT_ID", ""),
             notifications_secret=env.get("KLANTEN_NOTIFICATIONS_SECRET", ""),
             notifications_timeout=_float(env, "KLANTEN_NOTIFICATIONS_TIMEOUT", cls.notifications_timeout),
-            notifications_max_attempts=_int(env, "KLANTEN_NOTIFICATIONS_MAX_ATTEMPTS", cls.notifications_max_attempts),
             notifications_backoff=_float(env, "KLANTEN_NOTIFICATIONS_BACKOFF", cls.notifications_backoff),
             notifications_relay=_bool(env, "KLANTEN_NOTIFICATIONS_RELAY", cls.notifications_relay),
             notifications_poll=_float(env, "KLANTEN_NOTIFICATIONS_POLL", cls.notifications_poll),
@@ -174,14 +201,27 @@ class Settings:
             trusted_proxies=_list(env, "KLANTEN_TRUSTED_PROXIES"),
             db_statement_timeout_ms=_int(env, "KLANTEN_DB_STATEMENT_TIMEOUT_MS", cls.db_statement_timeout_ms),
             db_lock_timeout_ms=_int(env, "KLANTEN_DB_LOCK_TIMEOUT_MS", cls.db_lock_timeout_ms),
-            auth_max_token_bytes=_minstens_1(env, "KLANTEN_AUTH_MAX_TOKEN_BYTES", cls.auth_max_token_bytes),
+            auth_max_token_bytes=_minstens(env, "KLANTEN_AUTH_MAX_TOKEN_BYTES", cls.auth_max_token_bytes, 1),
             auth_token_cache_bytes=_int(env, "KLANTEN_AUTH_TOKEN_CACHE_BYTES", cls.auth_token_cache_bytes),
             db_network_timeout=_float(env, "KLANTEN_DB_NETWORK_TIMEOUT", cls.db_network_timeout),
             db_wait_seconds=_seconden(env, "KLANTEN_DB_WAIT_SECONDS", cls.db_wait_seconds),
             serve_pid=_int(env, "KLANTEN_SERVE_PID", cls.serve_pid),
-            subject_max_concurrent=_minstens_1(env, "KLANTEN_SUBJECT_MAX_CONCURRENT", cls.subject_max_concurrent),
-            subject_max_concurrent_per_client=_minstens_1(env, "KLANTEN_SUBJECT_MAX_CONCURRENT_PER_CLIENT",
-                                                          cls.subject_max_concurrent_per_client),
+            subject_max_concurrent=_minstens(env, "KLANTEN_SUBJECT_MAX_CONCURRENT", cls.subject_max_concurrent, 1),
+            subject_max_concurrent_per_client=_minstens(env, "KLANTEN_SUBJECT_MAX_CONCURRENT_PER_CLIENT",
+                                                        cls.subject_max_concurrent_per_client, 1),
+            allowed_hosts=_list(env, "KLANTEN_ALLOWED_HOSTS"),
+            max_header_bytes=_minstens(env, "KLANTEN_MAX_HEADER_BYTES", cls.max_header_bytes, 1024),
+            header_timeout=_float(env, "KLANTEN_HEADER_TIMEOUT", cls.header_timeout),
+            body_timeout=_float(env, "KLANTEN_BODY_TIMEOUT", cls.body_timeout),
+            max_connections=_minstens(env, "KLANTEN_MAX_CONNECTIONS", cls.max_connections, 1),
+            auth_audience=tuple(a.strip() for a in env.get("KLANTEN_AUTH_AUDIENCE", "").split(",") if a.strip()),
+            auth_max_token_age=_int(env, "KLANTEN_AUTH_MAX_TOKEN_AGE", cls.auth_max_token_age),
+            notifications_retry_horizon=_duur(env, "KLANTEN_NOTIFICATIONS_RETRY_HORIZON",
+                                              cls.notifications_retry_horizon),
+            notifications_max_backoff=_float(env, "KLANTEN_NOTIFICATIONS_MAX_BACKOFF", cls.notifications_max_backoff),
+            klanten_base_path=_base_path(env, "KLANTEN_KLANTEN_BASE_PATH", cls.klanten_base_path),
+            contactmomenten_base_path=_base_path(env, "KLANTEN_CONTACTMOMENTEN_BASE_PATH",
+                                                 cls.contactmomenten_base_path),
             services_config=Path(d) if (d := env.get("KLANTEN_SERVICES_CONFIG", "").strip()) else None,
             cm_zaak_relatie_controle=_bool(env, "KLANTEN_CM_ZAAK_RELATIE_CONTROLE", cls.cm_zaak_relatie_controle),
         )
@@ -196,14 +236,22 @@ class Settings:
 PLACEHOLDER_MARKERS = ("changeme", "change-me", "placeholder", "not-for-production", "example", "secret", "xxx",
                        "todo", "letmein", "password")
 MIN_SECRET_BYTES = 32
+MIN_SECRET_CHARACTERS = 8
+_MARKERS = re.compile("|".join(re.escape(m) for m in sorted(PLACEHOLDER_MARKERS, key=len, reverse=True)),
+                      re.IGNORECASE)
 
 
 def zwak_geheim(secret: str) -> str | None:
-    """Why a secret is unfit outside development (None when it is fine)."""
+    """Why a secret is unfit outside development (None when it is fine).
+
+    Strength, not spelling: the secret must hold at least 32 bytes and 8 different characters *besides* any
+    placeholder words in it. A random secret (`secrets.token_urlsafe(32)`: 43 characters) that happens to
+    contain `xxx` or `secret` keeps far more than 32 bytes around it and passes; a template such as
+    `changeme-changeme-…` or `…-example-secret` does not."""
     if len(secret.encode("utf-8")) < MIN_SECRET_BYTES:
         return f"shorter than {MIN_SECRET_BYTES} bytes"
-    lowered = secret.lower()
-    if len(set(secret)) < 8 or any(marker in lowered for marker in PLACEHOLDER_MARKERS):
+    rest = _MARKERS.sub("", secret)
+    if len(rest.encode("utf-8")) < MIN_SECRET_BYTES or len(set(rest)) < MIN_SECRET_CHARACTERS:
         return "a placeholder"
     return None
 
@@ -218,3 +266,18 @@ def _rate_limit(raw: str) -> str:
     except ValueError:
         raise ConfigError(f"KLANTEN_RATE_LIMIT must look like 600/60 (requests/seconds), got {raw!r}") from None
     return raw
+
+
+_BASE_PATH = re.compile(r"(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+")
+
+
+def _base_path(env: dict, name: str, default: str) -> str:
+    """An absolute path of plain segments, without the trailing slash (whether it may be used for its API, next
+    to the other APIs' paths, klanten_api.apis decides)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    value = raw.rstrip("/")
+    if not _BASE_PATH.fullmatch(value):
+        raise ConfigError(f"{name} must be an absolute path such as {default}, got {raw!r}")
+    return value

@@ -26,15 +26,12 @@ import sqlalchemy as sa
 
 from klanten_api.errors import ApiProblem, InvalidParam, NietGevonden, ValidatieFout, VoorwaardeNietVervuld
 from klanten_api.etag import etag_van, if_match
-from klanten_api.settings import API_BASE_PATH, CM_API_BASE_PATH
 from storage.contactmomenten import SORTERINGEN, Contactmoment
 from storage.uow import Bericht, ContactmomentAuditRegel, UnitOfWork, is_unique_violation
 from . import validatie as v
 from .constants import ACTIES, CM_COMPONENT, CM_KANAAL, CM_RESOURCE, TOELICHTING_MAX_LENGTE
 from .elfproef import elfproef_fout
 from .klanten import ONGELDIGE_PAGINA, PAGINAGROOTTE, KlantenService, Verzoek, nu, parse_uuid, tijdstempel
-
-CM = CM_API_BASE_PATH
 
 # the reference's messages (contactmomenten-reference-behaviour.md, appendix A)
 NO_MATCH = ("no_match", "Ongeldige hyperlink - Geen overeenkomende URL.")
@@ -74,15 +71,20 @@ class VolgendContactmomentBestaat(ApiProblem):
 
 
 # ---------- our own routes (cm-001, cm-004: a URL is resolved from its path, as the reference's router does) ----------
-_DETAIL = re.compile(rf"^{CM}/(contactmomenten|klantcontactmomenten|objectcontactmomenten)/([^/.]+)$")
-_KLANT = re.compile(rf"^(?:{API_BASE_PATH}|/klanten/api/v1)/klanten/([^/.]+)$")
-_ANDERE_ROUTES = (
-    re.compile(rf"^{CM}/?$"),
-    re.compile(rf"^{CM}/(contactmomenten|klantcontactmomenten|objectcontactmomenten)$"),
-    re.compile(rf"^{CM}/contactmomenten/[^/.]+/audittrail(/[^/.]+)?$"),
-    re.compile(rf"^(?:{API_BASE_PATH}|/klanten/api/v1)/?$"),
-    re.compile(rf"^(?:{API_BASE_PATH}|/klanten/api/v1)/klanten(/[^/.]+(/audittrail(/[^/.]+)?)?)?$"),
-)
+# the part of a path after its API's base path; every base path of an API counts (klanten_api.apis.Layout)
+_DETAIL = re.compile(r"^/(contactmomenten|klantcontactmomenten|objectcontactmomenten)/([^/.]+)$")
+_KLANT = re.compile(r"^/klanten/([^/.]+)$")
+_ANDERE_ROUTES = {
+    "contactmomenten": (
+        re.compile(r"^/?$"),
+        re.compile(r"^/(contactmomenten|klantcontactmomenten|objectcontactmomenten)$"),
+        re.compile(r"^/contactmomenten/[^/.]+/audittrail(/[^/.]+)?$"),
+    ),
+    "klanten": (
+        re.compile(r"^/?$"),
+        re.compile(r"^/klanten(/[^/.]+(/audittrail(/[^/.]+)?)?)?$"),
+    ),
+}
 
 # Django's parse_datetime: `T` or a space, seconds and fraction optional, Z / an offset / nothing (= UTC)
 _DATUMTIJD = re.compile(
@@ -135,9 +137,11 @@ CM_VELDEN = ("vorigContactmoment", "bronorganisatie", "registratiedatum", "kanaa
 
 
 class ContactmomentenService:
-    def __init__(self, engine: sa.Engine, schemas: v.SchemaValidatie, diensten, *, notificeren: bool,
+    def __init__(self, engine: sa.Engine, schemas: v.SchemaValidatie, diensten, layout, *, notificeren: bool,
                  zaak_relatie_controle: bool = True):
         self.engine = engine
+        # klanten_api.apis.Layout: the canonical base of our URLs, and which paths are ours (cm-001, cm-004)
+        self.layout = layout
         self.schemas = schemas
         self.diensten = diensten              # service.diensten.Diensten: fetches of other APIs (cm-004, 5, 6)
         self.notificeren = notificeren
@@ -145,9 +149,9 @@ class ContactmomentenService:
         self.na_notificatie = lambda: None
 
     # ---------- URLs and representations ----------
-    @staticmethod
-    def url(verzoek: Verzoek, resource: str, uuid) -> str:
-        return f"{verzoek.base_url}{CM}/{resource}/{uuid}"
+    def url(self, verzoek: Verzoek, resource: str, uuid) -> str:
+        """Every contactmoment URL we write is on the canonical base path (KLANTEN_CONTACTMOMENTEN_BASE_PATH)."""
+        return f"{verzoek.base_url}{self.layout.api('contactmomenten').canonical}/{resource}/{uuid}"
 
     def weergave(self, cm: Contactmoment | None, verzoek: Verzoek, *, uuid=None, gegevens=None, vorig_uuid=None,
                  volgend_uuid=None) -> dict:
@@ -184,6 +188,14 @@ class ContactmomentenService:
             pad = pad[len(prefix):]
         return pad
 
+    def _route(self, pad: str | None) -> tuple[str, str] | None:
+        """(API name, the rest after its base path) of a path of ours, on any of that API's base paths."""
+        gevonden = self.layout.serving(pad) if pad is not None else None
+        if gevonden is None:
+            return None
+        mounted, base = gevonden
+        return mounted.naam, pad[len(base):]
+
     def _hyperlink(self, waarde, uow: UnitOfWork, verzoek: Verzoek) -> Contactmoment:
         """cm-001: the contactmoment a URL names, resolved from its path (host ignored); raises Hyperlinkfout with
         the reference's code."""
@@ -191,10 +203,10 @@ class ContactmomentenService:
             raise Hyperlinkfout(incorrect_type(waarde))      # (a number: the reference answers 500)
         if len(waarde) > 1000:
             raise Hyperlinkfout(v.max_length(1000))
-        pad = self._pad(waarde.strip(), verzoek)
-        m = _DETAIL.match(pad or "")
+        naam, rest = self._route(self._pad(waarde.strip(), verzoek)) or (None, "")
+        m = _DETAIL.match(rest) if naam == "contactmomenten" else None
         if not m:
-            if pad is not None and any(r.match(pad) for r in _ANDERE_ROUTES + (_KLANT,)):
+            if any(r.match(rest) for r in _ANDERE_ROUTES.get(naam, ())):
                 raise Hyperlinkfout(INCORRECT_MATCH)
             raise Hyperlinkfout(NO_MATCH)
         if m.group(1) != "contactmomenten":
@@ -481,7 +493,8 @@ class ContactmomentenService:
         """A filter URL names one of our contactmomenten only on our own host (as the reference)."""
         if not self._eigen_oorsprong(url, verzoek):
             return None
-        m = _DETAIL.match(self._pad(url, verzoek) or "")
+        naam, rest = self._route(self._pad(url, verzoek)) or (None, "")
+        m = _DETAIL.match(rest) if naam == "contactmomenten" else None
         if not m or m.group(1) != "contactmomenten":
             return None
         try:
@@ -626,7 +639,8 @@ class ContactmomentenService:
         answer is what a GET would have given (200, or 404: bad-url). False: not a URL of this server."""
         if not self._eigen_oorsprong(klant, verzoek):
             return False
-        m = _KLANT.match(self._pad(klant, verzoek) or "")
+        pad = self._pad(klant, verzoek)
+        m = _KLANT.match((self.layout.eigen_pad("klanten", pad) if pad is not None else None) or "")
         klant_uuid = None
         if m:
             try:

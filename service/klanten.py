@@ -59,7 +59,7 @@ FILTER_ALIASSEN[underscoreize("subjectNatuurlijkPersoon__inpANummer")] = "subjec
 @dataclass(frozen=True)
 class Verzoek:
     """What a use case needs to know about the request and its caller."""
-    base_url: str                 # scheme://host[:port][prefix], without /api/v1
+    base_url: str                 # scheme://host[:port][prefix], without the base path
     client_id: str = ""
     applicatie_label: str = ""
     user_id: str = ""
@@ -67,12 +67,13 @@ class Verzoek:
     toelichting: str = ""
     if_match: str | None = None   # the If-Match header of a PUT, PATCH or DELETE
     logrecord_id: str = ""
-    pad: str = "/api/v1/klanten"
+    pad: str = "/api/v1/klanten"   # the request's path on the canonical base path (page links)
     query: str = ""
     verzoek_base: str = ""        # scheme://host[:port] of the request itself (base_url may be KLANTEN_BASE_URL)
+    api_pad: str = "/api/v1"      # the Klanten API's canonical base path: every klant URL we write is on it
 
     def klant_url(self, uuid: uuid_mod.UUID) -> str:
-        return f"{self.base_url}/api/v1/klanten/{uuid}"
+        return f"{self.base_url}{self.api_pad}/klanten/{uuid}"
 
 
 def tijdstempel(moment: dt.datetime) -> str:
@@ -246,6 +247,16 @@ class KlantenService:
     @staticmethod
     def _resource_weergave(g: dict) -> str:
         return f"{g['bronorganisatie']} - {g['klantnummer']}"
+
+    def gegevens_voor_import(self, body) -> dict:
+        """DECISIONS #28 (`klanten-api import`): the klant a create body would store, validated as klant_create
+        validates (kla-002 through this service's subject check, which an import passes as it chooses), but
+        without kla-001 (the body brings its klantnummer) and without a uniqueness check (the importer checks
+        against the register)."""
+        waarde, sid, sid_gegeven = self._valideer(body, gedeeltelijk=False, bestaand=None)
+        g = self._samengesteld(waarde, sid, sid_gegeven, None)
+        self._regel_subject(g)
+        return g
 
     # ---------- operations ----------
     def klant_create(self, body, verzoek: Verzoek) -> dict:

@@ -59,3 +59,30 @@ class AuditTrailRepository:
     # the same, named for any owner
     van = van_klant
     verwijder_van = verwijder_van_klant
+
+    # ---------- bulk loading: `klanten-api import` (DECISIONS #28); the klanten audit table only ----------
+    def toevoegen_veel(self, rijen: list[tuple[int, dict, str]]) -> None:
+        """Insert audit rows as they come (klant_id, row with API names, logrecord_id), in one batched statement."""
+        if rijen:
+            self.conn.execute(_INSERT, [kolommen(*r) for r in rijen])
+
+    def van_klanten(self, klant_ids) -> dict[int, list[dict]]:
+        """klant id -> its rows (as van_klant orders them) for several klanten at once."""
+        uit: dict[int, list[dict]] = {i: [] for i in klant_ids}
+        ids = list(uit)
+        for i in range(0, len(ids), 500):
+            rows = self.conn.execute(sa.select(audittrail).where(audittrail.c.klant_id.in_(ids[i:i + 500]))
+                                     .order_by(audittrail.c.klant_id, audittrail.c.aanmaakdatum, audittrail.c.id))
+            for r in rows:
+                uit[r.klant_id].append(_regel(r))
+        return uit
+
+    def bestaande_uuids(self, uuids) -> dict[uuid_mod.UUID, int]:
+        """uuid -> klant id of the audit rows among `uuids` that exist."""
+        uit = {}
+        uuids = list(uuids)
+        for i in range(0, len(uuids), 500):
+            rows = self.conn.execute(sa.select(audittrail.c.uuid, audittrail.c.klant_id)
+                                     .where(audittrail.c.uuid.in_(uuids[i:i + 500])))
+            uit.update({r[0]: r[1] for r in rows})
+        return uit

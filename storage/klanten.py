@@ -22,6 +22,7 @@ ADRES_VELDEN = ("straatnaam", "huisnummer", "huisletter", "huisnummertoevoeging"
 ZOEK_BRON = dict(zip(ZOEKSLEUTELS, ("inpBsn", "anpIdentificatie", "inpANummer", "innNnpId", "annIdentificatie",
                                     "vestigingsNummer")))
 MAX_KLANTNUMMER = 99_999_999   # klantnummer is at most 8 characters
+_CHUNK = 500                   # keys per IN (...) of the bulk reads
 
 
 class KlantnummersUitgeput(Exception):
@@ -185,3 +186,55 @@ class KlantenRepository:
             return
         self.conn.execute(sqlite.insert(klantnummer_reeks).values(bronorganisatie=bronorganisatie, laatste=laatste)
                           .on_conflict_do_update(index_elements=["bronorganisatie"], set_={"laatste": laatste}))
+
+    # ---------- bulk loading: `klanten-api import` (DECISIONS #28) ----------
+    def per_uuid(self, uuids) -> dict[uuid_mod.UUID, Klant]:
+        """The stored klanten among `uuids` (any number; asked in chunks)."""
+        uit: dict[uuid_mod.UUID, Klant] = {}
+        uuids = list(uuids)
+        for i in range(0, len(uuids), _CHUNK):
+            for row in self.conn.execute(_SELECT.where(klant.c.uuid.in_(uuids[i:i + _CHUNK]))):
+                uit[row[1]] = _klant(row)
+        return uit
+
+    def houders(self, paren) -> dict[tuple[str, str], uuid_mod.UUID]:
+        """(bronorganisatie, klantnummer) -> uuid of the klant holding it, for the pairs among `paren` taken."""
+        uit = {}
+        paren = list(paren)
+        for i in range(0, len(paren), _CHUNK):
+            rows = self.conn.execute(sa.select(klant.c.bronorganisatie, klant.c.klantnummer, klant.c.uuid).where(
+                sa.tuple_(klant.c.bronorganisatie, klant.c.klantnummer).in_(paren[i:i + _CHUNK])))
+            uit.update({(r[0], r[1]): r[2] for r in rows})
+        return uit
+
+    def toevoegen_veel(self, klanten: list[tuple[uuid_mod.UUID, dict, dt.datetime]]) -> list[int]:
+        """Insert klanten with the uuid and klantnummer they bring (no kla-001), in one batched statement;
+        their ids in the order given. The klant_telling triggers count them as any insert."""
+        if not klanten:
+            return []
+        rijen = [{"uuid": u, "aangemaakt": moment, **naar_kolommen(g)} for u, g, moment in klanten]
+        result = self.conn.execute(sa.insert(klant).returning(klant.c.id, sort_by_parameter_order=True), rijen)
+        return [row[0] for row in result]
+
+    def klantnummer_minstens(self, bronorganisatie: str, laatste: int) -> None:
+        """kla-001 after a bulk load of numbers chosen elsewhere: generation of this bronorganisatie continues
+        after `laatste` unless it is past it already (never moved back). Generation skips taken numbers anyway;
+        this spares the first generated create a walk over a long run of imported ones."""
+        if not 0 < laatste <= MAX_KLANTNUMMER:
+            return
+        if self.conn.dialect.name == "postgresql":
+            # setval is not transactional: a rolled back import leaves the sequence moved on (a gap, no collision)
+            self.conn.execute(sa.text(
+                "SELECT setval(r, greatest(:n, coalesce((SELECT s.last_value FROM pg_sequences s "
+                "WHERE s.schemaname = current_schema() AND s.sequencename = 'klantnummer_' || :b), 0))) "
+                "FROM klantnummer_reeks_maken(:b) AS r"), {"b": bronorganisatie, "n": laatste})
+            return
+        self.conn.execute(sqlite.insert(klantnummer_reeks).values(bronorganisatie=bronorganisatie, laatste=laatste)
+                          .on_conflict_do_update(index_elements=["bronorganisatie"],
+                                                 set_={"laatste": sa.func.max(klantnummer_reeks.c.laatste,
+                                                                              laatste)}))
+
+    def na_id(self, na: int, aantal: int) -> list[Klant]:
+        """Up to `aantal` klanten with id > na, by id (streaming the whole register in pages: export)."""
+        rows = self.conn.execute(_SELECT.where(klant.c.id > na).order_by(klant.c.id).limit(aantal))
+        return [_klant(r) for r in rows]

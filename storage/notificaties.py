@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from .tables import notificatie
 
-WACHTEND, VERZONDEN, MISLUKT = "pending", "sent", "failed"
+WACHTEND, VERZONDEN, MISLUKT, VERWORPEN = "pending", "sent", "failed", "discarded"
 _INSERT = sa.insert(notificatie)
 
 

@@ -108,13 +108,16 @@ notificatie = sa.Table(
     sa.Column("laatste_fout", sa.String(500), nullable=False),
     sa.Column("aangemaakt", sa.DateTime(timezone=True), nullable=False),
     sa.Column("verzonden", sa.DateTime(timezone=True), nullable=True),
+    # the first failed delivery: transient failures are retried until the retry horizon has passed since
+    sa.Column("eerste_fout", sa.DateTime(timezone=True), nullable=True),
     sa.Index("ix_notificatie_klant_uuid", "klant_uuid", "id"),
     # partial: what the relay and `notificaties list` look for, whatever the number of sent messages kept
-    *(sa.Index(naam, *kolommen, postgresql_where=sa.text(f"status = '{status}'"),
-               sqlite_where=sa.text(f"status = '{status}'"))
-      for naam, kolommen, status in (("ix_notificatie_wachtend", ("id",), "pending"),
-                                     ("ix_notificatie_wachtend_per_klant", ("klant_uuid", "id"), "pending"),
-                                     ("ix_notificatie_mislukt", ("id",), "failed"))),
+    # (the per-klant one: the relay's check for an older pending or failed message of the same klant)
+    *(sa.Index(naam, *kolommen, postgresql_where=sa.text(waar), sqlite_where=sa.text(waar))
+      for naam, kolommen, waar in (("ix_notificatie_wachtend", ("id",), "status = 'pending'"),
+                                   ("ix_notificatie_open_per_klant", ("klant_uuid", "id"),
+                                    "status IN ('pending', 'failed')"),
+                                   ("ix_notificatie_mislukt", ("id",), "status = 'failed'"))),
 )
 
 

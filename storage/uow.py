@@ -43,7 +43,7 @@ def _met_voorvoegsel(tabel: sa.Table, voorvoegsel: str, zonder: tuple[str, ...] 
 
 # PostgreSQL: the audit row and the outbox row of a write in one statement (a data-modifying CTE), one round
 # trip instead of two inside the write's transaction. Built once; parameters carry a prefix per table.
-_AUDIT_EN_BERICHT = (sa.insert(notificatie).values(_met_voorvoegsel(notificatie, "n_", ("id", "verzonden")))
+_AUDIT_EN_BERICHT = (sa.insert(notificatie).values(_met_voorvoegsel(notificatie, "n_", ("id", "verzonden", "eerste_fout")))
                      .add_cte(sa.insert(audittrail).values(_met_voorvoegsel(audittrail, "a_")).cte("audit")))
 _CM_AUDIT_EN_BERICHT = (sa.insert(notificatie).values(_met_voorvoegsel(notificatie, "n_", ("id", "verzonden")))
                         .add_cte(sa.insert(contactmoment_audittrail)

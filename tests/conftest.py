@@ -21,6 +21,7 @@ import yaml
 
 from klanten_api.app import create_app
 from klanten_api.settings import Settings
+from klanten_api.transport import uvicorn_opties
 from storage.database import make_engine, normaliseer_url
 from storage.migrate import upgrade
 from storage.tables import metadata
@@ -137,8 +138,8 @@ def start_server(settings: Settings, engine=None, **app_kwargs) -> Server:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    # as `klanten-api serve` runs it: X-Forwarded-* only through KLANTEN_TRUSTED_PROXIES, never uvicorn's default
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", proxy_headers=False)
+    # as `klanten-api serve` runs it (protocol with its limits, no uvicorn proxy headers, ...)
+    config = uvicorn.Config(app, lifespan="off", **uvicorn_opties(settings))
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

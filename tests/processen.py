@@ -1,7 +1,9 @@
 """Real `klanten-api serve` processes for tests: start one, find its workers and its relay in /proc, stop it."""
 from __future__ import annotations
 
+import functools
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -63,7 +65,9 @@ def doden(pids) -> None:
 class ServeProces:
     """`klanten-api serve --workers N` as a subprocess, its output in a file."""
 
-    def __init__(self, env: dict, log: Path, *, workers: int = 2, poort: int | None = None):
+    def __init__(self, env: dict, log: Path, *, workers: int = 2, poort: int | None = None,
+                 nofile: int | None = None):
+        """nofile: the process's RLIMIT_NOFILE (soft and hard), e.g. to show what happens at the limit."""
         self.poort = poort or vrije_poort()
         self.url = f"http://127.0.0.1:{self.poort}"
         self.root = f"{self.url}/api/v1"
@@ -74,7 +78,9 @@ class ServeProces:
             self.proc = subprocess.Popen(
                 [*KLANTEN_API, "serve", "--host", "127.0.0.1", "--port", str(self.poort), "--workers", str(workers)],
                 cwd=ROOT, env=proces_env(env),
-                stdin=subprocess.DEVNULL, stdout=uitvoer, stderr=subprocess.STDOUT)
+                stdin=subprocess.DEVNULL, stdout=uitvoer, stderr=subprocess.STDOUT,
+                preexec_fn=None if nofile is None else functools.partial(
+                    resource.setrlimit, resource.RLIMIT_NOFILE, (nofile, nofile)))
 
     def log_tekst(self) -> str:
         try:

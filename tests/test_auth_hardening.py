@@ -1,5 +1,6 @@
 """Authorisation under attack (issue #13 items 4, 7, 9, 18): no client-id probing by timing, a cap on the token
 length before any JWT work, a token cache bounded in bytes that holds no token text, case-insensitive `Bearer`.
+Issue #12: a token for another audience (`aud`) is refused; an optional maximum token age counted from `iat`.
 
 The in-process tests use the real Authorisatie built from a real configuration file and real JWTs (PyJWT);
 the HTTP tests run against real loopback servers.
@@ -11,9 +12,10 @@ import statistics
 import time
 import tracemalloc
 
+import jwt
 import pytest
 
-from conftest import ALLE, SECRET, Api, klant_body, token
+from conftest import ALLE, SECRET, Api, klant_body, token, wait_for
 from klanten_api.auth import Authorisatie, load_applicaties
 from klanten_api.errors import GeenToestemming
 from klanten_api.settings import ConfigError, Settings
@@ -213,3 +215,109 @@ def test_kleine_letters_en_lengte_ook_op_het_pad_van_de_autorisaties_api(server_
     assert_403(resp, api.base, TE_LANG[0], TE_LANG[1].format(2048))
     resp = api.get("/klanten", headers={"Authorization": f"bearer {token('remote', ANDER_GEHEIM)}"}, auth=False)
     assert_403(resp, api.base, *CREDENTIALS)
+
+
+# ---------- issue #12: the `aud` claim (DECISIONS #26, RFC 7519 §4.1.3) ----------
+OVERAL = ("jwt-invalid-audience", "Het JWT is niet voor deze server bestemd (claim aud).")
+ONS = "https://klanten.gemeente.example/api/v1"
+
+
+@pytest.mark.parametrize("aud", ["https://zaken.gemeente.example", ["https://zaken.gemeente.example", "x"], [],
+                                 "", None, 42, [ONS, 42]])
+def test_een_token_met_aud_wordt_zonder_audience_instelling_geweigerd(api, aud):
+    """Before: accepted (verify_aud was off), so a token minted for another API worked here too."""
+    kop = {"Authorization": f"Bearer {token(aud=aud)}"}
+    assert_403(api.get("/klanten", headers=kop, auth=False), api.base, *OVERAL)
+    assert_403(api.post("/klanten", klant_body(), headers=kop, auth=False), api.base, *OVERAL)
+
+
+def test_een_token_zonder_aud_blijft_werken(api):
+    assert api.get("/klanten").status_code == 200
+
+
+@pytest.mark.parametrize("aud, status", [(ONS, 200), ([ONS], 200), (["https://zaken.gemeente.example", ONS], 200),
+                                         ("https://zaken.gemeente.example", 403), (ONS + "/", 403),
+                                         (ONS.upper(), 403)])
+def test_aud_moet_deze_server_noemen(server_factory, aud, status):
+    srv = server_factory(auth_audience=(ONS, "klanten-api"))
+    api = Api(srv.url)
+    resp = api.get("/klanten", headers={"Authorization": f"Bearer {token(aud=aud)}"}, auth=False)
+    if status == 200:
+        assert resp.status_code == 200, resp.text
+    else:
+        assert_403(resp, api.base, *OVERAL)
+    assert api.get("/klanten").status_code == 200          # without aud: as before
+    assert api.get("/klanten", headers={"Authorization": f"Bearer {token(aud='klanten-api')}"},
+                   auth=False).status_code == 200
+
+
+def test_aud_verraadt_niets_zonder_het_geheim(api):
+    """The aud check comes after the signature: an unknown client or a wrong secret gets the usual answer."""
+    for tok in (token("onbekend", aud="x"), token(secret=ANDER_GEHEIM, aud="x")):
+        assert_403(api.get("/klanten", headers={"Authorization": f"Bearer {tok}"}, auth=False), api.base,
+                   *CREDENTIALS)
+
+
+def test_audience_instelling_uit_de_omgeving():
+    assert Settings.from_env({}).auth_audience == ()
+    assert Settings.from_env({"KLANTEN_AUTH_AUDIENCE": f" {ONS} , klanten-api,"}).auth_audience == (
+        ONS, "klanten-api")
+
+
+# ---------- issue #12: a maximum token age counted from iat (KLANTEN_AUTH_MAX_TOKEN_AGE) ----------
+ZONDER_IAT = ("jwt-decode-error", "Het JWT mist de claim iat; deze server aanvaardt alleen tokens met een "
+                                  "uitgiftetijd.")
+
+
+def te_oud(seconden: int) -> tuple[str, str]:
+    return ("jwt-expired", f"Het JWT is verlopen: het is ouder dan {seconden} seconden (claim iat).")
+
+
+def zonder_iat(client_id: str = ALLE, secret: str = SECRET) -> str:
+    return jwt.encode({"iss": client_id, "client_id": client_id}, secret, algorithm="HS256")
+
+
+def test_zonder_maximale_leeftijd_verlopen_tokens_zonder_exp_nooit(api):
+    """The default, as the reference: a token without exp is valid however old, and iat is optional."""
+    oud = token(iat=int(time.time()) - 365 * 24 * 3600)
+    assert api.get("/klanten", headers={"Authorization": f"Bearer {oud}"}, auth=False).status_code == 200
+    assert api.get("/klanten", headers={"Authorization": f"Bearer {zonder_iat()}"}, auth=False).status_code == 200
+
+
+def test_maximale_leeftijd_weigert_oude_tokens_en_tokens_zonder_iat(server_factory):
+    srv = server_factory(auth_max_token_age=600)
+    api = Api(srv.url)
+    nu = int(time.time())
+
+    def get(tok: str):
+        return api.get("/klanten", headers={"Authorization": f"Bearer {tok}"}, auth=False)
+
+    assert get(token(iat=nu)).status_code == 200
+    assert get(token(iat=nu - 600)).status_code == 200              # within the leeway
+    assert get(token(iat=nu + 3600)).status_code == 200             # a future iat is fine, as before
+    assert_403(get(token(iat=nu - 700)), api.base, *te_oud(600))
+    assert_403(get(token(iat=nu - 700, exp=nu + 3600)), api.base, *te_oud(600))   # exp does not extend it
+    assert_403(get(zonder_iat()), api.base, *ZONDER_IAT)
+    resp = api.post("/klanten", klant_body(), headers={"Authorization": f"Bearer {token(iat=nu - 700)}"}, auth=False)
+    assert_403(resp, api.base, *te_oud(600))
+
+
+def test_maximale_leeftijd_geldt_ook_voor_een_onthouden_token(server_factory):
+    """Verified tokens are remembered by digest; a remembered token must still age. The token below is accepted
+    (and so remembered), then refused once it has passed max age + the 30 s leeway, without a new signature
+    check in between."""
+    leeftijd = 3
+    srv = server_factory(auth_max_token_age=leeftijd)
+    api = Api(srv.url)
+    iat = int(time.time()) - 30 - leeftijd + 6            # about 6 s left
+    kop = {"Authorization": f"Bearer {token(iat=iat)}"}
+    assert api.get("/klanten", headers=kop, auth=False).status_code == 200
+    wait_for(lambda: time.time() > iat + leeftijd + 30 + 1, timeout=20, wat="the token to grow old")
+    assert_403(api.get("/klanten", headers=kop, auth=False), api.base, *te_oud(leeftijd))
+
+
+def test_maximale_leeftijd_uit_de_omgeving():
+    assert Settings.from_env({}).auth_max_token_age == 0
+    assert Settings.from_env({"KLANTEN_AUTH_MAX_TOKEN_AGE": "3600"}).auth_max_token_age == 3600
+    with pytest.raises(ConfigError):
+        Settings.from_env({"KLANTEN_AUTH_MAX_TOKEN_AGE": "een uur"})

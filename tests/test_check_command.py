@@ -120,6 +120,8 @@ def env(tmp_path, database_url, auth_file, apis) -> dict:
     """A production environment in which every check passes (Redis added by the tests that need it)."""
     return {
         "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+        "PYTHONPATH": str(PROJECT),              # this checkout's code (the script's installed package may be another)
+        "KLANTEN_BASE_URL": "https://klanten.gemeente.example",
         "KLANTEN_DATABASE_URL": database_url,
         "KLANTEN_AUTH_CONFIG": str(auth_file),
         "KLANTEN_NOTIFICATIONS_API_URL": apis.url_for("/nrc/api/v1/"),
@@ -207,6 +209,15 @@ def test_an_unparsable_setting_stops_with_a_clear_message(env, tmp_path):
     out = check(env, tmp_path)
     assert out.code != 0
     assert "KLANTEN_RATE_LIMIT" in out.stderr, out
+
+
+def test_no_public_url_outside_development_fails(env, tmp_path):
+    """Without KLANTEN_BASE_URL or KLANTEN_ALLOWED_HOSTS `serve` refuses to start (test_host_header.py)."""
+    del env["KLANTEN_BASE_URL"]
+    out = check(env, tmp_path)
+    assert_only_failure(out, "settings", "KLANTEN_BASE_URL", "KLANTEN_ALLOWED_HOSTS")
+    env["KLANTEN_ALLOWED_HOSTS"] = "klanten.gemeente.example"
+    assert check(env, tmp_path).code == 0
 
 
 def test_no_auth_config_fails(env, tmp_path):
@@ -331,3 +342,17 @@ def test_a_remote_client_unknown_to_the_autorisaties_api_fails(env, tmp_path):
 def test_unreachable_redis_fails_without_printing_the_password(env, tmp_path, closed_port):
     env.update(KLANTEN_REDIS_URL=f"redis://:{REDIS_PASSWORD}@127.0.0.1:{closed_port}/0", KLANTEN_RATE_LIMIT="600/60")
     assert_only_failure(check(env, tmp_path), "redis", "cannot connect", f"127.0.0.1:{closed_port}")
+
+
+def test_an_accepted_weak_secret_is_named_by_label_not_shown(tmp_path, env):
+    """acceptWeakSecret (issue #12): the check passes and says which application runs on a weak secret."""
+    zwak = "changeme-changeme-Zq7pL2vR9xK4mW8tY1nB"
+    env["KLANTEN_AUTH_CONFIG"] = str(_write_auth(tmp_path / "zwak.yaml", [
+        {"label": "Oud zaaksysteem", "clientIds": ["oud"], "secret": zwak, "heeftAlleAutorisaties": True,
+         "acceptWeakSecret": True},
+        {"label": "Portaal", "clientIds": [REMOTE_CLIENT], "secret": REMOTE_SECRET}]))
+    out = check(env, tmp_path)
+    line = out.status("auth config")
+    assert line.startswith("ok"), out
+    assert "weak secret accepted (acceptWeakSecret) for 'Oud zaaksysteem'" in line, out
+    assert zwak not in out.stdout + out.stderr

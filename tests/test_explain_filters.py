@@ -93,8 +93,9 @@ def test_the_relay_claim_reads_pending_messages_only(engine, tmp_path):
     from storage.tables import notificatie
     nu = dt.datetime.now(dt.timezone.utc)
     rijen = [{"klant_uuid": uuid.uuid4(), "kanaal": "klanten", "bericht": "{}", "pogingen": 1, "volgende_poging": nu,
-              "laatste_fout": "", "aangemaakt": nu, "status": "sent" if i < 20_000 else "pending"}
-             for i in range(20_050)]
+              "laatste_fout": "", "aangemaakt": nu,
+              "status": "sent" if i < 20_000 else "failed" if i < 20_030 else "pending"}
+             for i in range(20_080)]
     with engine.begin() as conn:
         conn.execute(sa.insert(notificatie), rijen)
         conn.exec_driver_sql("ANALYZE notificatie")
@@ -102,6 +103,8 @@ def test_the_relay_claim_reads_pending_messages_only(engine, tmp_path):
     with engine.connect() as conn:
         text = plan(conn, relay.claim_statement(conn))
         assert "ix_notificatie_wachtend on notificatie kandidaat" in text and "Seq Scan" not in text, text
+        # the check for an older pending or failed message of the same klant (order per klant) reads those only
+        assert "ix_notificatie_open_per_klant on notificatie ouder" in text, text
         # as the server runs it: psycopg prepares a statement it has executed a few times, and PostgreSQL may
         # then use a generic plan (no parameter values known); the partial index must serve that plan too
         conn.rollback()
@@ -121,6 +124,7 @@ def test_the_relay_claim_reads_pending_messages_only(engine, tmp_path):
                                else str(int(params[n])) for n in namen)
         text = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN EXECUTE claim({argumenten})"))
         assert "ix_notificatie_wachtend on notificatie kandidaat" in text and "Seq Scan" not in text, text
+        assert "ix_notificatie_open_per_klant on notificatie ouder" in text, text
         conn.exec_driver_sql("DEALLOCATE claim")
         conn.exec_driver_sql("RESET plan_cache_mode")
         assert len(conn.execute(relay.claim_statement(conn), relay.claim_parameters(conn)).all()) == relay.batch

@@ -10,17 +10,14 @@ from __future__ import annotations
 import json
 import re
 import socket
-import threading
 import time
 import uuid
 from dataclasses import replace
 
 import pytest
-import uvicorn
 import yaml
 
 from conftest import SECRET, Api, Server, klant_body, start_server
-from klanten_api.app import create_app
 
 PROBLEM = "application/problem+json"
 API_VERSION = "1.0.0"
@@ -271,31 +268,19 @@ def test_cors_empty_list_sends_no_cors_headers(server_factory):
 
 
 # ================================================================= trusted proxies
-# conftest.start_server runs uvicorn with its defaults, and uvicorn's own proxy-header middleware then
-# believes X-Forwarded-Proto/-For from 127.0.0.1 before our layer sees the request. `klanten-api serve`
-# turns that off (proxy_headers=False) so that KLANTEN_TRUSTED_PROXIES alone decides; these tests serve
-# the app the same way.
+# uvicorn's own proxy-header middleware would believe X-Forwarded-Proto/-For from 127.0.0.1 before our layer
+# sees the request. `klanten-api serve` turns that off (klanten_api.transport.uvicorn_opties: proxy_headers=False)
+# so that KLANTEN_TRUSTED_PROXIES alone decides; conftest.start_server serves the app with the same options.
 FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": PROXY_HOST}
 
 
 @pytest.fixture
 def serve_like_cli(base_settings, engine):
-    """server_factory, but with uvicorn configured as cmd_serve configures it (no uvicorn proxy headers)."""
+    """server_factory: uvicorn configured as cmd_serve configures it (start_server uses serve's options)."""
     started = []
 
     def make(**overrides) -> Server:
-        app = create_app(replace(base_settings, **overrides), engine=engine)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", proxy_headers=False)
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.time() + 10
-        while not server.started:
-            assert time.time() < deadline, "test server did not start"
-            time.sleep(0.01)
-        srv = Server(app, f"http://127.0.0.1:{sock.getsockname()[1]}", server, thread)
+        srv = start_server(replace(base_settings, **overrides), engine)
         started.append(srv)
         return srv
 

@@ -26,8 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def nrc_settings(url: str, **extra) -> dict:
     return {"notifications_api_url": url, "notifications_client_id": NRC_CLIENT,
-            "notifications_secret": NRC_SECRET, "notifications_timeout": 0.5, "notifications_backoff": 0.05,
-            "notifications_max_attempts": 4, **extra}
+            "notifications_secret": NRC_SECRET, "notifications_timeout": 0.5, "notifications_backoff": 0.05, **extra}
 
 
 def outbox(engine) -> list:
@@ -113,7 +112,7 @@ def test_notificaties_api_down_then_up(server_factory, subject_url, engine):
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()                                   # nothing listens here: connection refused
-    srv = server_factory(**nrc_settings(f"http://127.0.0.1:{port}/api/v1/", notifications_max_attempts=50))
+    srv = server_factory(**nrc_settings(f"http://127.0.0.1:{port}/api/v1/"))
     api = Api(srv.url)
     started = time.perf_counter()
     assert api.post("/klanten", klant_body(subject_url)).status_code == 201
@@ -155,7 +154,7 @@ def test_a_hanging_notificaties_api_does_not_slow_writes(server_factory, engine)
     nrc.expect_request("/api/v1/notificaties", method="POST").respond_with_handler(hang)
     nrc.start()
     try:
-        srv = server_factory(**nrc_settings(nrc.url_for("/api/v1/"), notifications_max_attempts=2))
+        srv = server_factory(**nrc_settings(nrc.url_for("/api/v1/")))
         api = Api(srv.url)
         durations = []
         for i in range(3):

@@ -33,13 +33,15 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import quote, quote_plus, unquote_plus, urlsplit
 
 import pytest
 import requests
 from werkzeug import Response
 
 from conftest import ALLE, BRONORGANISATIE, Api, assert_no_leak, eigen_postgres_database, geldig_rsin, token
+from klanten_api.app import load_spec
+from klanten_api.http import spec_query_names
 from klanten_api.logging import JsonFormatter
 from storage.migrate import upgrade
 
@@ -122,8 +124,15 @@ FILTERS = {
     "subjectNietNatuurlijkPersoon__innNnpId": RSIN_PERSOON, "subjectNietNatuurlijkPersoon__annIdentificatie": ANN,
     "subjectVestiging__vestigingsNummer": "000077177717",
 }
-REQUEST_KEYS = {"event", "method", "path", "query_keys", "status", "duration_ms", "operation_id", "client_id",
-                "request_id"}
+REQUEST_KEYS = {"event", "method", "path", "query_keys", "query_other", "status", "duration_ms", "operation_id",
+                "client_id", "request_id"}
+QUERY_NAMES = spec_query_names(load_spec())      # the only query parameter names the request log may show
+
+
+def gelogde_query(query: str) -> tuple[list[str], int]:
+    """(query_keys, query_other) of the request event for a query string: the spec's names, the rest counted."""
+    namen = [unquote_plus(p.partition("=")[0]) for p in query.split("&") if p]
+    return sorted({n for n in namen if n in QUERY_NAMES}), sum(1 for n in namen if n not in QUERY_NAMES)
 
 
 # ---------------------------------------------------------------- capturing every log record
@@ -227,8 +236,9 @@ class Verkeer:
             assert resp.status_code in toegestaan, (method, path, resp.status_code, resp.text[:500])
         assert resp.headers.get("X-Request-ID") == rid, "X-Request-ID not echoed"
         parts = urlsplit(resp.request.url)
+        query_keys, query_other = gelogde_query(parts.query)
         self.verwacht.append({"request_id": rid, "method": method, "path": parts.path,
-                              "query_keys": sorted({p.partition("=")[0] for p in parts.query.split("&") if p}),
+                              "query_keys": query_keys, "query_other": query_other,
                               "status": resp.status_code, "operation_id": op, "client_id": client})
         return resp
 
@@ -251,7 +261,7 @@ class Verkeer:
                 fouten.append(f"level/logger {event['level']}/{event['logger']} for {wat}")
             if "?" in str(event.get("path")):
                 fouten.append(f"query string in the logged path for {wat}")
-            for k in ("method", "path", "query_keys", "status", "operation_id", "client_id"):
+            for k in ("method", "path", "query_keys", "query_other", "status", "operation_id", "client_id"):
                 if event.get(k) != v[k]:
                     fouten.append(f"{k}: logged {event.get(k)!r}, expected {v[k]!r} for {wat}")
             if not (isinstance(event.get("duration_ms"), (int, float)) and event["duration_ms"] >= 0):
@@ -511,6 +521,24 @@ def test_geen_persoonsgegevens_in_het_pad_van_de_request_log(api):
     assert_geen_lekken(vanger, "paths with personal data")
 
 
+def test_geen_persoonsgegevens_als_naam_in_de_query_van_de_request_log(api):
+    """A query part without `=` (`?<bsn>&<e-mail>`), or any name the spec does not define, is chosen by the
+    client and can be personal data: the request event names only the spec's parameters and counts the rest."""
+    v = Verkeer(api)
+    with vang_logs() as vanger:
+        v("GET", f"/klanten?{BSN}&{quote_plus(EMAIL)}", op="klant_list", status=(200, 400))
+        v("GET", f"/klanten?achternaam=x&{ACHTERNAAM}=1&{TELEFOON}", op="klant_list", status=(200, 400))
+        v("GET", f"/klanten/{uuid.uuid4()}?{BSN}", op="klant_read", status=404)
+        v("DELETE", f"/klanten/{uuid.uuid4()}?{EMAIL}=", op="klant_delete", status=404)
+        v("GET", f"{api.base}/ref/kanalen/?{EMAIL}", op=None, client=None, status=200)
+        time.sleep(0.2)
+    v.controleer_events(vanger)
+    per_id = {e["request_id"]: e for e in vanger.events("request")}
+    gelogd = [(per_id[x["request_id"]]["query_keys"], per_id[x["request_id"]]["query_other"]) for x in v.verwacht]
+    assert gelogd == [([], 2), (["achternaam"], 2), ([], 1), ([], 1), ([], 1)], gelogd
+    assert_geen_lekken(vanger, "names in the query string")
+
+
 def test_operations_endpoints_loggen_geen_fouten(server):
     """/_health/live, /_health/ready and /_metrics are polled every few seconds by an orchestrator: a healthy
     answer must not write an ERROR (or WARNING) record each time."""
@@ -603,7 +631,7 @@ def test_geen_persoonsgegevens_in_logs_van_de_notificatie_relay(server_factory, 
     url = f"sqlite:///{map_ / 'klanten.sqlite3'}"
     upgrade(url)
     srv = server_factory(database_url=url, notifications_api_url=httpserver.url_for("/nrc/api/v1/"),
-                        notifications_backoff=0.05, notifications_max_attempts=2, notifications_timeout=2)
+                        notifications_backoff=0.05, notifications_timeout=2)
     v = Verkeer(Api(srv.url))
     with vang_logs() as vanger:
         v("POST", "/klanten", op="klant_create", status=201, json=persoon(subject))
@@ -747,6 +775,7 @@ def serve_run(tmp_path_factory, auth_config, make_httpserver) -> ServeRun:
                                                                       emailadres=f"{EMAIL}@@"))
         v("POST", "/klanten", op="klant_create", status=400, json=persoon(httpserver.url_for(f"/brp/weg/{BSN}")))
         v("GET", "/klanten", op="klant_list", status=400, params={"subjectType": ACHTERNAAM, "subject": EMAIL})
+        v("GET", f"/klanten?{BSN}&{quote_plus(EMAIL)}&{ACHTERNAAM}=1", op="klant_list", status=(200, 400, 500))
         v("POST", "/klanten", op="klant_create", status=415, headers={"Content-Type": f"text/{ACHTERNAAM}"},
           data=BSN.encode())
         v("POST", "/klanten", op="klant_create", client=None, status=413, json=persoon(subject, functie=EMAIL * 40_000))
@@ -801,7 +830,7 @@ def test_klanten_api_serve_logt_een_request_event_per_verzoek(serve_run):
         assert len(gevonden) == 1, (len(gevonden), verwacht)
         event = gevonden[0]
         assert REQUEST_KEYS <= set(event) and "?" not in event["path"], event
-        for k in ("method", "path", "query_keys", "status", "operation_id", "client_id"):
+        for k in ("method", "path", "query_keys", "query_other", "status", "operation_id", "client_id"):
             assert event[k] == verwacht[k], (k, event, verwacht)
     assert serve_run.gegenereerd_id in per_id
     assert sum(1 for e in events if e.get("event") == "unhandled_exception") >= 3

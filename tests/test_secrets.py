@@ -14,13 +14,18 @@ import sys
 import time
 from pathlib import Path
 
+import base64
+
 import pytest
 import requests
 import yaml
+from hypothesis import given, settings as hypothesis_settings
+from hypothesis import strategies as st
 
-from conftest import token
+from conftest import Api, token
 from klanten_api.app import create_app
-from klanten_api.settings import DEV_AUTH_CONFIG, PROJECT_ROOT, ConfigError, Settings
+from klanten_api.settings import DEV_AUTH_CONFIG, PLACEHOLDER_MARKERS, PROJECT_ROOT, ConfigError, Settings, zwak_geheim
+from test_privacy_logging import teksten, vang_logs
 
 LABEL = "Zaaksysteem Gemeente"
 NRC = "http://127.0.0.1:9/api/v1/"
@@ -42,7 +47,9 @@ def auth_file(tmp_path: Path, secret: str, label: str = LABEL) -> Path:
 
 
 def production(tmp_path: Path, **overrides) -> Settings:
-    values = dict(database_url=f"sqlite:///{tmp_path / 'klanten.sqlite3'}", development=False)
+    # outside development the public URL must be configured too (test_host_header.py)
+    values = dict(database_url=f"sqlite:///{tmp_path / 'klanten.sqlite3'}", development=False,
+                  base_url="https://klanten.gemeente.example")
     values.update(overrides)
     return Settings(**values)
 
@@ -75,6 +82,7 @@ def test_weak_application_secret_is_refused(tmp_path, soort):
     assert LABEL in message, message
     assert geheim not in message
     assert "32" in message
+    assert "acceptWeakSecret" in message           # the way out for a secret that cannot change yet
 
 
 def test_strong_random_secret_is_accepted(tmp_path):
@@ -127,6 +135,100 @@ def test_development_allows_the_dev_config(tmp_path):
     with pytest.raises(ConfigError):
         create_app(production(tmp_path, auth_config=DEV_AUTH_CONFIG))
     build(production(tmp_path, auth_config=DEV_AUTH_CONFIG, development=True))
+
+
+# ---------------------------------------------------------------- strength, not spelling (issue #12)
+def test_random_secrets_of_32_bytes_are_never_refused():
+    """Before: a marker anywhere refused the secret, about 1 in 800 `token_urlsafe(32)` secrets (e.g. `xxx`)."""
+    refused = [g for g in (secrets.token_urlsafe(32) for _ in range(20_000)) if zwak_geheim(g)]
+    assert refused == [], f"{len(refused)} random secrets refused"
+
+
+@hypothesis_settings(max_examples=500, deadline=None)
+@given(lengte=st.integers(min_value=32, max_value=64), marker=st.sampled_from(PLACEHOLDER_MARKERS),
+       where=st.floats(min_value=0, max_value=1), upper=st.booleans())
+def test_a_random_secret_that_happens_to_contain_a_marker_is_accepted(lengte, marker, where, upper):
+    """32+ random bytes (base64url, as token_urlsafe) with any marker word written over some of its characters.
+    The bytes come from `secrets` (hypothesis' own binaries shrink to zeros, which are not a random secret)."""
+    random = secrets.token_bytes(lengte)
+    geheim = base64.urlsafe_b64encode(random).decode().rstrip("=")
+    if len(geheim) - len(marker) < 32:       # the marker may cover only what goes beyond 32 random characters
+        geheim += base64.urlsafe_b64encode(random[:len(marker)]).decode()
+    pos = int(where * (len(geheim) - len(marker)))
+    geheim = geheim[:pos] + (marker.upper() if upper else marker) + geheim[pos + len(marker):]
+    assert zwak_geheim(geheim) is None, geheim
+
+
+@pytest.mark.parametrize("geheim", [
+    "changeme-changeme-changeme-changeme", "placeholder-placeholder-placeholder",
+    "PASSWORD-password-PASSWORD-password-1", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    "secret-secret-secret-secret-secret-secret-x", "dev-secret-klanten-api-not-for-production",
+    "conformance-secret-not-for-production", "todo-todo-todo-todo-todo-todo-todo-todo-todo",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "0123456" * 6,
+])
+def test_placeholders_stay_refused(geheim):
+    assert len(geheim.encode()) >= 32
+    assert zwak_geheim(geheim) == "a placeholder"
+
+
+def test_server_with_a_random_secret_containing_xxx_starts_and_answers(server_factory, tmp_path):
+    """Over HTTP, outside development: the secret that today's check refused serves requests."""
+    geheim = next(g for g in iter(lambda: secrets.token_urlsafe(32), None) if "xxx" not in g.lower())
+    geheim = geheim[:20] + "xxx" + geheim[23:]
+    srv = server_factory(development=False, base_url="https://klanten.gemeente.example",
+                         auth_config=auth_file(tmp_path, geheim))
+    r = Api(srv.url).get("/klanten", headers={"Authorization": f"Bearer {token('zaaksysteem', geheim)}"}, auth=False)
+    assert r.status_code == 200, r.text
+
+
+# ---------------------------------------------------------------- acceptWeakSecret (issue #12)
+def auth_file_accepting(tmp_path: Path, secret: str, accept) -> Path:
+    path = tmp_path / f"applicaties-{secrets.token_hex(4)}.yaml"
+    path.write_text(yaml.safe_dump({"applicaties": [
+        {"label": LABEL, "clientIds": ["zaaksysteem"], "secret": secret, "heeftAlleAutorisaties": True,
+         "acceptWeakSecret": accept},
+        {"label": "Sterk", "clientIds": ["sterk"], "secret": sterk(), "scopes": ["klanten.lezen"]}]}))
+    return path
+
+
+@pytest.mark.parametrize("soort", ["kort", "changeme", "not-for-production"])
+def test_accept_weak_secret_starts_with_a_warning_naming_the_label(server_factory, tmp_path, soort):
+    """A municipality cannot change the secrets its applications already use: the operator says so per
+    application; the server starts outside development, warns (label, never the secret) and serves."""
+    geheim = ZWAK[soort]
+    with vang_logs() as vanger:
+        srv = server_factory(development=False, base_url="https://klanten.gemeente.example",
+                             auth_config=auth_file_accepting(tmp_path, geheim, True))
+    waarschuwingen = vanger.events("weak_secret_accepted")
+    assert [(w["level"], w["applicatie"]) for w in waarschuwingen] == [("WARNING", LABEL)], waarschuwingen
+    assert "acceptWeakSecret" in waarschuwingen[0]["message"]
+    assert not [t for r in vanger.records for t in teksten(r) if geheim in t], "the secret was logged"
+    r = Api(srv.url).get("/klanten", headers={"Authorization": f"Bearer {token('zaaksysteem', geheim)}"}, auth=False)
+    assert r.status_code == 200, r.text
+
+
+def test_accept_weak_secret_is_per_application(tmp_path):
+    """The key on one application does not cover another weak one."""
+    path = tmp_path / "twee.yaml"
+    path.write_text(yaml.safe_dump({"applicaties": [
+        {"label": "Oud zaaksysteem", "clientIds": ["oud"], "secret": ZWAK["changeme"], "scopes": [],
+         "acceptWeakSecret": True},
+        {"label": "Nieuw", "clientIds": ["nieuw"], "secret": ZWAK["example"], "scopes": []}]}))
+    with pytest.raises(ConfigError) as info:
+        create_app(production(tmp_path, auth_config=path))
+    assert "'Nieuw'" in str(info.value) and "Oud zaaksysteem" not in str(info.value)
+
+
+@pytest.mark.parametrize("waarde", ["true", "ja", 1, None])
+def test_accept_weak_secret_must_be_a_boolean(tmp_path, waarde):
+    with pytest.raises(ConfigError) as info:
+        create_app(production(tmp_path, auth_config=auth_file_accepting(tmp_path, sterk(), waarde)))
+    assert "'acceptWeakSecret' must be true or false" in str(info.value)
+
+
+def test_accept_weak_secret_false_is_the_default_refusal(tmp_path):
+    with pytest.raises(ConfigError):
+        create_app(production(tmp_path, auth_config=auth_file_accepting(tmp_path, ZWAK["changeme"], False)))
 
 
 # ---------------------------------------------------------------- `klanten-api serve`

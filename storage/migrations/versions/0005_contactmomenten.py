@@ -1,7 +1,7 @@
 """Contactmomenten API: contactmoment, klantcontactmoment, objectcontactmoment and the contactmoment audit trail
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-05
 
 Why: one server is a complete KRC 1.0 (Klanten and Contactmomenten, DECISIONS #18). The contactmoment audit
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,650 @@
+"""`klanten-api import`: move in from another Klanten API 1.0 server (or from an export file), keeping every uuid,
+klantnummer and audit row (DECISIONS #28).
+
+The source is read through its public API: the klant list page by page (`next` links), each klant's audit trail
+(a bare list or a paginated one) fetched by a small thread pool, since the source is the limit. Each batch of a
+few hundred klanten is written in one transaction, a klant always with its audit rows, so a run stopped at any
+moment (Ctrl+C, kill -9, the source down) leaves no half klant, and running the same command again converges:
+a klant already here with identical content is skipped, one with other content (or whose bronorganisatie and
+klantnummer another klant holds) is reported and left alone unless --overwrite. No notifications are sent.
+At the end a verification report compares what we now hold with what the source serves; the exit status is 1
+on any difference, skipped item or conflict.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import json
+import logging
+import sys
+import time
+import uuid as uuid_mod
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+
+from .settings import ConfigError, Settings
+
+log = logging.getLogger("klanten_api.importeren")
+
+USER_AGENT = "klanten-api import"
+TOKEN_LEVENSDUUR = 30.0        # seconds before a fresh JWT is made (servers may refuse old `iat`s)
+TIJDELIJK = {429, 500, 502, 503, 504}    # statuses worth a retry: the source is busy or restarting
+MAX_WACHT = 30.0               # seconds, the longest pause between two attempts
+
+
+class BronFout(Exception):
+    """The source could not be read (after the retries); what was committed stays, a new run resumes."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# sources
+# ---------------------------------------------------------------------------------------------------------------
+class HttpBron:
+    """A Klanten API 1.0 server, read through its public API with a ZGW JWT."""
+
+    def __init__(self, root: str, *, client_id: str = "", secret: str = "", timeout: float = 30.0,
+                 pogingen: int = 8, backoff: float = 1.0, gebruiker: str = "klanten-api import"):
+        import requests
+        self.root = root.rstrip("/")
+        self.client_id, self.secret = client_id, secret
+        self.timeout, self.pogingen, self.backoff = timeout, pogingen, backoff
+        self.gebruiker = gebruiker
+        self.session = requests.Session()
+        self.session.trust_env = False
+        # one connection per pool thread, kept alive
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
+        self._token, self._token_tijd = None, 0.0
+
+    def _headers(self) -> dict:
+        if not self.client_id:
+            return {}
+        if self._token is None or time.monotonic() - self._token_tijd > TOKEN_LEVENSDUUR:
+            import jwt
+            # iat a little in the past: Open Klant 1.x refuses a token from a clock that runs ahead (500)
+            nu = int(time.time()) - 5
+            self._token = jwt.encode({"iss": self.client_id, "iat": nu, "client_id": self.client_id,
+                                      "user_id": "", "user_representation": self.gebruiker},
+                                     self.secret, algorithm="HS256")
+            self._token_tijd = time.monotonic()
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def get(self, url: str, *, niet_gevonden_mag: bool = False):
+        """The JSON at url (None for a 404 when allowed); transient failures are retried with backoff."""
+        import requests
+        laatste = ""
+        for poging in range(self.pogingen):
+            if poging:
+                time.sleep(min(MAX_WACHT, self.backoff * 2 ** (poging - 1)))
+            try:
+                resp = self.session.get(url, headers=self._headers(), timeout=self.timeout)
+            except requests.RequestException as exc:
+                laatste = type(exc).__name__
+                log.warning("source not reachable, retrying", extra={"event": "import_bron_fout", "fout": laatste})
+                continue
+            if resp.status_code == 404 and niet_gevonden_mag:
+                return None
+            if resp.status_code in TIJDELIJK:
+                laatste = f"HTTP {resp.status_code}"
+                log.warning("source busy, retrying", extra={"event": "import_bron_fout", "status": resp.status_code})
+                continue
+            if resp.status_code != 200:
+                raise BronFout(f"GET {urlsplit(url).path} answered HTTP {resp.status_code}"
+                               + (" (check --client-id/--secret and the scopes klanten.lezen, audittrails.lezen)"
+                                  if resp.status_code in (401, 403) else ""))
+            try:
+                return resp.json()
+            except ValueError:
+                raise BronFout(f"GET {urlsplit(url).path} did not answer JSON") from None
+        raise BronFout(f"the source did not answer after {self.pogingen} attempts ({laatste})")
+
+    def _volgende(self, link) -> str | None:
+        """A `next` link taken onto our root: its query only. The source builds links from its own idea of its
+        host name, which after the switch may well be this server."""
+        if not isinstance(link, str) or not link:
+            return None
+        query = urlsplit(link).query
+        return f"{self.root}/klanten" + (f"?{query}" if query else "")
+
+    def paginas(self):
+        """(count as served, klanten of the page) for every page of the klant list."""
+        url, gezien = f"{self.root}/klanten", set()
+        while url and url not in gezien:
+            gezien.add(url)
+            pagina = self.get(url)
+            if isinstance(pagina, list):           # a source that does not page
+                yield len(pagina), pagina
+                return
+            if not isinstance(pagina, dict) or not isinstance(pagina.get("results"), list):
+                raise BronFout("the klant list is not a Klanten API list (no `results`)")
+            yield pagina.get("count"), pagina["results"]
+            url = self._volgende(pagina.get("next"))
+
+    def audittrail(self, klant_uuid: uuid_mod.UUID) -> list | None:
+        """Every audit row of a klant ([] when it has none); None when the klant itself is gone."""
+        url = f"{self.root}/klanten/{klant_uuid}/audittrail"
+        regels, gezien = [], set()
+        while url and url not in gezien:
+            gezien.add(url)
+            pagina = self.get(url, niet_gevonden_mag=True)
+            if pagina is None:
+                # the reference answers 404 for a klant without rows; tell that from a klant deleted meanwhile
+                if not regels and self.get(f"{self.root}/klanten/{klant_uuid}", niet_gevonden_mag=True) is None:
+                    return None
+                break
+            if isinstance(pagina, list):           # the reference and the spec: a bare list
+                regels.extend(pagina)
+                break
+            if not isinstance(pagina, dict) or not isinstance(pagina.get("results"), list):
+                raise BronFout("an audit trail is neither a list nor a page with `results`")
+            regels.extend(pagina["results"])       # Open Klant 1.x: paginated
+            nxt = pagina.get("next")
+            url = (f"{self.root}/klanten/{klant_uuid}/audittrail?{urlsplit(nxt).query}"
+                   if isinstance(nxt, str) and nxt else None)
+        return regels
+
+
+def bestand_regels(pad: str):
+    """(klant, audittrail) per line of an export file (`-`: stdin)."""
+    stroom = sys.stdin if pad == "-" else open(pad, encoding="utf-8")
+    try:
+        for nummer, regel in enumerate(stroom, 1):
+            if not regel.strip():
+                continue
+            try:
+                item = json.loads(regel)
+            except ValueError:
+                raise BronFout(f"line {nummer} of the file is not JSON") from None
+            if not isinstance(item, dict) or "klant" not in item:
+                raise BronFout(f"line {nummer} of the file is not an export line (no `klant`)")
+            yield item["klant"], item.get("audittrail", [])
+    finally:
+        if stroom is not sys.stdin:
+            stroom.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# report and progress
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class Rapport:
+    bron_aantal: int | None = None       # `count` as the source serves it (last page read)
+    bron_gelezen: int = 0                # distinct klanten read
+    bron_regels: int = 0                 # audit rows read
+    nieuw: int = 0
+    al_aanwezig: int = 0
+    vervangen: int = 0
+    regels_geschreven: int = 0
+    geverifieerd: int = 0                # klanten identical to the source after the import
+    ons_regels: int = 0                  # audit rows we hold for the source's klanten
+    overgeslagen: list = field(default_factory=list)     # (uuid, reason): not importable
+    conflicten: list = field(default_factory=list)       # (uuid, reason): left alone
+    verschillen: list = field(default_factory=list)      # (uuid, [paths]): verification
+    verdwenen: list = field(default_factory=list)        # uuids deleted in the source during the import
+    extra: Counter = field(default_factory=Counter)      # field the standard does not have -> klanten
+    conversies: Counter = field(default_factory=Counter)
+    dubbel: int = 0                      # served twice by a shifting list (counted once)
+    dry_run: bool = False
+
+    @property
+    def schoon(self) -> bool:
+        """Nothing skipped, left alone or different, every klant read is here as served, and the count the
+        source serves matches what was read."""
+        if self.overgeslagen or self.conflicten or self.verschillen:
+            return False
+        aanwezig = self.bron_gelezen - len(self.verdwenen)
+        if self.bron_aantal is not None and self.bron_aantal != aanwezig:
+            return False
+        return self.dry_run or self.geverifieerd == aanwezig
+
+    def als_dict(self) -> dict:
+        return {
+            "bron": {"count": self.bron_aantal, "klanten_gelezen": self.bron_gelezen,
+                     "audittrail_regels": self.bron_regels, "dubbel_geserveerd": self.dubbel,
+                     "verdwenen_tijdens_import": [str(u) for u in self.verdwenen]},
+            "ons": {"klanten_gelijk": self.geverifieerd, "audittrail_regels": self.ons_regels},
+            "import": {"nieuw": self.nieuw, "al_aanwezig": self.al_aanwezig, "vervangen": self.vervangen,
+                       "audittrail_regels_geschreven": self.regels_geschreven, "dry_run": self.dry_run},
+            "overgeslagen": [{"uuid": str(u), "reden": r} for u, r in self.overgeslagen],
+            "conflicten": [{"uuid": str(u), "reden": r} for u, r in self.conflicten],
+            "verschillen": [{"uuid": str(u), "velden": p} for u, p in self.verschillen],
+            "velden_niet_in_de_standaard": dict(sorted(self.extra.items())),
+            "conversies": dict(sorted(self.conversies.items())),
+            "schoon": self.schoon,
+        }
+
+    def tekst(self) -> str:
+        r = []
+        r.append("Import report" + (" (dry run: nothing written)" if self.dry_run else ""))
+        r.append(f"  source:  {self.bron_gelezen} klanten read (count served: {self.bron_aantal}), "
+                 f"{self.bron_regels} audit rows")
+        if self.dubbel:
+            r.append(f"           {self.dubbel} served twice by a list that shifted while it was read (counted once)")
+        if self.verdwenen:
+            r.append(f"           {len(self.verdwenen)} deleted in the source during the import")
+        r.append(f"  import:  {self.nieuw} new, {self.al_aanwezig} already here and identical, {self.vervangen} "
+                 f"overwritten, {self.regels_geschreven} audit rows written")
+        if not self.dry_run:
+            r.append(f"  here:    {self.geverifieerd} klanten identical to the source on the fields of 1.0.0, "
+                     f"{self.ons_regels} audit rows")
+        for titel, lijst in (("skipped (cannot be stored here)", self.overgeslagen),
+                             ("conflicts (left alone; --overwrite replaces a klant of the same uuid)",
+                              self.conflicten)):
+            if lijst:
+                r.append(f"  {titel}: {len(lijst)}")
+                r.extend(f"    {u}: {reden}" for u, reden in lijst)
+        if self.verschillen:
+            r.append(f"  differences after the import: {len(self.verschillen)}")
+            r.extend(f"    {u}: {', '.join(p)}" for u, p in self.verschillen)
+        if self.extra:
+            r.append("  fields the standard does not have (not imported, not counted as differences):")
+            r.extend(f"    {naam}: {n} klanten" for naam, n in sorted(self.extra.items()))
+        if self.conversies:
+            r.append("  conversions:")
+            r.extend(f"    {naam}: {n}" for naam, n in sorted(self.conversies.items()))
+        r.append("  result:  " + ("CLEAN: every klant and audit row of the source is here" if self.schoon
+                                  else "DIFFERENCES: see above"))
+        return "\n".join(r)
+
+
+class Voortgang:
+    """A bar with rate and time left on a terminal; a plain log line every few seconds otherwise."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.start = time.monotonic()
+        self._laatst = 0.0
+
+    def update(self, gedaan: int, totaal: int | None, *, klaar: bool = False) -> None:
+        nu = time.monotonic()
+        if not klaar and nu - self._laatst < (0.2 if self.tty else 5.0):
+            return
+        self._laatst = nu
+        tempo = gedaan / max(1e-9, nu - self.start)
+        totaal = max(totaal or 0, gedaan)
+        rest = (totaal - gedaan) / tempo if tempo > 0 else 0.0
+        if self.tty:
+            vol = int(30 * gedaan / totaal) if totaal else 30
+            self.stream.write(f"\rimport [{'#' * vol}{'-' * (30 - vol)}] {gedaan:,}/{totaal:,} klanten "
+                              f"{tempo:,.0f}/s, {rest:,.0f} s left " + ("\n" if klaar else ""))
+        else:
+            self.stream.write(f"import: {gedaan:,}/{totaal:,} klanten, {tempo:,.0f}/s, {rest:,.0f} s left\n")
+        self.stream.flush()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the import
+# ---------------------------------------------------------------------------------------------------------------
+class _GeenSubjectControle:
+    """kla-002 is not run on an import unless asked (--check-subjects): the source checked its subjects."""
+
+    def fout(self, subject, *, client_id=None):
+        return None
+
+
+@dataclass
+class _Uitkomst:
+    uuid: uuid_mod.UUID | None
+    kandidaat: object = None          # service.importeren.Kandidaat
+    reden: str | None = None          # not importable
+    verdwenen: bool = False
+    regels: int = 0
+
+
+class Importeur:
+    def __init__(self, engine: sa.Engine, settings: Settings, *, herschrijf: tuple = (), overschrijven: bool = False,
+                 dry_run: bool = False, subjecten: bool = False, batch: int = 200, rapport: Rapport | None = None):
+        from service.importeren import Herschrijving, Importregels
+        from service.kla_002 import SubjectControle
+        from service.klanten import KlantenService, Verzoek
+        from service.validatie import SchemaValidatie
+        from .app import load_spec
+        spec = load_spec()
+        controle = (SubjectControle(timeout=settings.subject_timeout, max_bytes=settings.subject_max_bytes,
+                                    allowed_hosts=settings.subject_allowed_hosts)
+                    if subjecten else _GeenSubjectControle())
+        self.service = KlantenService(engine, SchemaValidatie(spec["components"]), controle, notificeren=False)
+        self.regels = Importregels(self.service, Herschrijving(tuple(herschrijf)))
+        # representations as klant_read serves them (the url is not compared: it carries only the uuid)
+        self.verzoek = Verzoek(base_url=settings.base_url or "http://localhost")
+        self.engine = engine
+        self.overschrijven, self.dry_run, self.batch = overschrijven, dry_run, batch
+        self.rapport = rapport or Rapport(dry_run=dry_run)
+
+    # ---- one source item ----
+    def beoordeel(self, klant, audittrail) -> _Uitkomst:
+        from service.importeren import Ongeldig, uuid_uit_url
+        klant_uuid = uuid_uit_url(klant.get("url")) if isinstance(klant, dict) else None
+        try:
+            kandidaat = self.regels.kandidaat(klant, audittrail)
+        except Ongeldig as exc:
+            return _Uitkomst(klant_uuid, reden=str(exc), regels=len(audittrail) if isinstance(audittrail, list) else 0)
+        return _Uitkomst(kandidaat.uuid, kandidaat=kandidaat, regels=len(audittrail))
+
+    # ---- a batch ----
+    def verwerk(self, uitkomsten: list[_Uitkomst]) -> None:
+        r = self.rapport
+        kandidaten = []
+        for u in uitkomsten:
+            r.bron_regels += u.regels
+            if u.verdwenen:
+                r.verdwenen.append(u.uuid)
+            elif u.reden is not None:
+                r.overgeslagen.append((u.uuid or "(no uuid)", u.reden))
+                log.info("klant skipped", extra={"event": "import_overgeslagen", "klant": str(u.uuid)})
+            else:
+                k = u.kandidaat
+                kandidaten.append(k)
+                r.overgeslagen.extend((f"{k.uuid} audittrail[{naam}]", reden) for naam, reden in k.overgeslagen)
+                r.extra.update(set(k.extra))
+                r.conversies.update(k.conversies)
+        if not kandidaten:
+            return
+        try:
+            self._schrijf(kandidaten)
+        except sa.exc.IntegrityError:
+            # someone else wrote meanwhile (or the source serves a duplicate): one klant per transaction, so
+            # only the klant that cannot go in stays out, with its reason
+            for k in kandidaten:
+                try:
+                    self._schrijf([k])
+                except sa.exc.IntegrityError as exc:
+                    r.conflicten.append((k.uuid, _integriteit(exc)))
+        if not self.dry_run:
+            self._verifieer(kandidaten)
+
+    def _schrijf(self, kandidaten: list) -> None:
+        from storage.uow import UnitOfWork
+        r = self.rapport
+        tellers = Counter()
+        nieuw, vervangen, conflicten = [], [], []
+        with UnitOfWork(self.engine, schrijven=True) as uow:
+            bestaand = uow.klanten.per_uuid(k.uuid for k in kandidaten)
+            houders = uow.klanten.houders({k.paar for k in kandidaten})
+            bestaande_regels = uow.audittrail.van_klanten([b.id for b in bestaand.values()])
+            regel_houders = uow.audittrail.bestaande_uuids(reg["uuid"] for k in kandidaten for reg in k.regels)
+            paren, regel_uuids = {}, set()
+            for k in kandidaten:
+                b = bestaand.get(k.uuid)
+                houder = houders.get(k.paar)
+                if houder is not None and houder != k.uuid:
+                    conflicten.append((k.uuid, f"bronorganisatie and klantnummer are held by klant {houder}"))
+                    continue
+                if k.paar in paren:
+                    conflicten.append((k.uuid, f"bronorganisatie and klantnummer also of source klant {paren[k.paar]}"))
+                    continue
+                eigen = {reg["uuid"] for reg in k.regels}
+                elders = [u for u in eigen if u in regel_uuids
+                          or (u in regel_houders and (b is None or regel_houders[u] != b.id))]
+                if elders:
+                    conflicten.append((k.uuid, f"audit row {elders[0]} belongs to another klant here"))
+                    continue
+                if b is not None:
+                    anders = self.regels.zelfde(k, b.gegevens, bestaande_regels.get(b.id, []))
+                    if not anders:
+                        tellers["al_aanwezig"] += 1
+                        paren[k.paar] = k.uuid
+                        continue
+                    if not self.overschrijven:
+                        conflicten.append((k.uuid, "differs from the source in " + ", ".join(anders)))
+                        continue
+                    vervangen.append((b.id, k))
+                else:
+                    nieuw.append(k)
+                paren[k.paar] = k.uuid
+                regel_uuids |= eigen
+            ids = uow.klanten.toevoegen_veel([(k.uuid, k.gegevens, _aangemaakt(k)) for k in nieuw])
+            audit = [(id, reg, "") for id, k in zip(ids, nieuw) for reg in k.regels]
+            for id, k in vervangen:
+                uow.klanten.bijwerken(id, k.gegevens)
+                uow.audittrail.verwijder_van_klant(id)
+                audit.extend((id, reg, "") for reg in k.regels)
+            uow.audittrail.toevoegen_veel(audit)
+            if not self.dry_run:
+                # kla-001: later generated numbers continue after the imported ones (never colliding with them)
+                hoogste: dict[str, int] = {}
+                for k in nieuw + [k for _, k in vervangen]:
+                    bron, nummer = k.paar
+                    if nummer.isascii() and nummer.isdigit() and str(int(nummer)) == nummer:
+                        hoogste[bron] = max(hoogste.get(bron, 0), int(nummer))
+                for bron, nummer in hoogste.items():
+                    uow.klanten.klantnummer_minstens(bron, nummer)
+                uow.commit()
+        # counted only once the transaction is through (a retried batch must not count twice)
+        r.nieuw += len(nieuw)
+        r.vervangen += len(vervangen)
+        r.al_aanwezig += tellers["al_aanwezig"]
+        r.regels_geschreven += len(audit)
+        r.conflicten.extend(conflicten)
+        for u, _ in conflicten:
+            log.info("klant left alone", extra={"event": "import_conflict", "klant": str(u)})
+
+    def _verifieer(self, kandidaten: list) -> None:
+        from storage.uow import UnitOfWork
+        r = self.rapport
+        with UnitOfWork(self.engine) as uow:
+            ons = uow.klanten.per_uuid(k.uuid for k in kandidaten)
+            regels = uow.audittrail.van_klanten([b.id for b in ons.values()])
+        for k in kandidaten:
+            b = ons.get(k.uuid)
+            weergave = self.service.weergave(k.uuid, b.gegevens, self.verzoek) if b is not None else None
+            onze_regels = [self.service.audit_weergave(reg) for reg in regels.get(b.id, [])] if b is not None else []
+            r.ons_regels += len(onze_regels)
+            paden = self.regels.verschillen(k, weergave, onze_regels)
+            if paden:
+                r.verschillen.append((k.uuid, paden))
+            else:
+                r.geverifieerd += 1
+
+    # ---- the whole run ----
+    def uit_http(self, bron: HttpBron, *, werkers: int = 8, voortgang: Voortgang | None = None) -> Rapport:
+        r = self.rapport
+        gezien: set = set()
+        klaar = 0
+
+        def haal(klant, klant_uuid) -> _Uitkomst:
+            regels = bron.audittrail(klant_uuid)
+            if regels is None:
+                return _Uitkomst(klant_uuid, verdwenen=True)
+            return self.beoordeel(klant, regels)
+
+        with concurrent.futures.ThreadPoolExecutor(werkers, thread_name_prefix="import") as pool:
+            venster: deque = deque()
+            batch: list = []
+
+            def neem(n_over: int):
+                nonlocal klaar
+                while len(venster) > n_over:
+                    batch.append(venster.popleft().result())
+                    if len(batch) >= self.batch:
+                        self.verwerk(batch)
+                        klaar += len(batch)
+                        batch.clear()
+                        if voortgang:
+                            voortgang.update(klaar, r.bron_aantal)
+
+            try:
+                from service.importeren import uuid_uit_url
+                # Sources that page newest first (Open Klant 1.x) shift under concurrent writes: items already
+                # read can come again (counted once) and others can move past us; read the list again until a
+                # whole pass brings nothing new (at most three passes).
+                for doorloop in range(3):
+                    nieuw_gezien = 0
+                    for count, klanten in bron.paginas():
+                        r.bron_aantal = count if isinstance(count, int) else None
+                        for klant in klanten:
+                            u = uuid_uit_url(klant.get("url")) if isinstance(klant, dict) else None
+                            if u is None:
+                                r.overgeslagen.append(("(no uuid)", "url: no klant uuid at its end"))
+                                continue
+                            if u in gezien:
+                                if doorloop == 0:
+                                    r.dubbel += 1
+                                continue
+                            gezien.add(u)
+                            nieuw_gezien += 1
+                            r.bron_gelezen += 1
+                            venster.append(pool.submit(haal, klant, u))
+                            neem(werkers * 8)
+                    if doorloop == 0 and (r.bron_aantal is None or r.bron_aantal == len(gezien)):
+                        break
+                    if doorloop > 0 and nieuw_gezien == 0:
+                        break
+                neem(0)
+                if batch:
+                    self.verwerk(batch)
+                    klaar += len(batch)
+                    batch.clear()
+            except BaseException:
+                for f in venster:
+                    f.cancel()
+                raise
+        if voortgang:
+            voortgang.update(klaar, r.bron_aantal, klaar=True)
+        return r
+
+    def uit_bestand(self, pad: str, *, voortgang: Voortgang | None = None) -> Rapport:
+        r = self.rapport
+        totaal = None
+        if pad != "-" and Path(pad).is_file():
+            with open(pad, "rb") as f:
+                totaal = sum(1 for regel in f if regel.strip())
+        r.bron_aantal = totaal
+        batch, klaar, gezien = [], 0, set()
+        for klant, audittrail in bestand_regels(pad):
+            uitkomst = self.beoordeel(klant, audittrail)
+            if uitkomst.uuid is not None and uitkomst.uuid in gezien:
+                r.dubbel += 1
+                continue
+            gezien.add(uitkomst.uuid)
+            r.bron_gelezen += 1
+            batch.append(uitkomst)
+            if len(batch) >= self.batch:
+                self.verwerk(batch)
+                klaar += len(batch)
+                batch = []
+                if voortgang:
+                    voortgang.update(klaar, totaal)
+        if batch:
+            self.verwerk(batch)
+            klaar += len(batch)
+        if r.bron_aantal is None:
+            r.bron_aantal = r.bron_gelezen
+        if voortgang:
+            voortgang.update(klaar, totaal, klaar=True)
+        return r
+
+
+def _aangemaakt(kandidaat) -> dt.datetime:
+    """When the klant came to exist: its oldest audit row, else now."""
+    momenten = [reg["aanmaakdatum"] for reg in kandidaat.regels]
+    return min(momenten) if momenten else dt.datetime.now(dt.timezone.utc)
+
+
+def _integriteit(exc: sa.exc.IntegrityError) -> str:
+    from storage.uow import is_unique_violation
+    if is_unique_violation(exc, "uq_klant_bronorganisatie_klantnummer", ("bronorganisatie", "klantnummer")):
+        return "bronorganisatie and klantnummer were taken meanwhile"
+    if is_unique_violation(exc, "uq_klant_uuid", ("klant.uuid",)):
+        return "the uuid was taken meanwhile"
+    return "refused by the database (a uniqueness rule)"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the command
+# ---------------------------------------------------------------------------------------------------------------
+def _herschrijvingen(waarden) -> list[tuple[str, str]]:
+    uit = []
+    for w in waarden or ():
+        oud, sep, nieuw = w.partition("=")
+        if not sep or not oud.startswith(("http://", "https://")) or not nieuw.startswith(("http://", "https://")):
+            raise ConfigError(f"--rewrite-base takes OLD=NEW, two URL prefixes; got {w!r}")
+        uit.append((oud, nieuw))
+    return uit
+
+
+def cmd_import(args, settings: Settings) -> int:
+    from storage.database import make_engine
+    from .logging import configure_logging
+    configure_logging()
+    if bool(args.from_url) == bool(args.from_file):
+        raise ConfigError("give exactly one of --from URL and --from-file FILE")
+    secret = args.secret or ""
+    if args.secret_file:
+        secret = Path(args.secret_file).read_text(encoding="utf-8").strip()
+    if args.client_id and not secret:
+        raise ConfigError("--client-id needs --secret or --secret-file")
+    engine = make_engine(settings.database_url, pool_size=2, max_overflow=2,
+                         statement_timeout_ms=settings.db_statement_timeout_ms,
+                         lock_timeout_ms=settings.db_lock_timeout_ms)
+    if engine.dialect.name == "postgresql":
+        @sa.event.listens_for(engine, "connect")
+        def _eigen_plannen(dbapi_conn, _record):
+            # The register grows from (nearly) nothing during an import. psycopg prepares a statement after a few
+            # executions, and PostgreSQL may then keep one generic plan for it, made while the table was small:
+            # a scan, which makes every batch slower than the last (seen: 240/s falling under 100/s at 90,000
+            # klanten). Plans for these bulk reads are made for their own parameters instead.
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SET plan_cache_mode = force_custom_plan")
+            dbapi_conn.commit()
+    importeur = Importeur(engine, settings, herschrijf=_herschrijvingen(args.rewrite_base),
+                          overschrijven=args.overwrite, dry_run=args.dry_run, subjecten=args.check_subjects,
+                          batch=args.batch)
+    voortgang = None if args.quiet else Voortgang()
+    try:
+        if args.from_url:
+            bron = HttpBron(args.from_url, client_id=args.client_id or "", secret=secret, timeout=args.timeout,
+                            pogingen=args.retries)
+            rapport = importeur.uit_http(bron, werkers=args.workers, voortgang=voortgang)
+        else:
+            rapport = importeur.uit_bestand(args.from_file, voortgang=voortgang)
+    except BronFout as exc:
+        print(f"klanten-api import: {exc}. What was imported so far is kept; run the same command again to "
+              "continue.", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("\nklanten-api import: interrupted. What was imported so far is kept; run the same command again "
+              "to continue.", file=sys.stderr)
+        return 130
+    finally:
+        engine.dispose()
+    print(rapport.tekst())
+    if args.report:
+        Path(args.report).write_text(json.dumps(rapport.als_dict(), indent=1, ensure_ascii=False) + "\n",
+                                     encoding="utf-8")
+    return 0 if rapport.schoon else 1
+
+
+def add_commands(sub) -> None:
+    imp = sub.add_parser("import", help="move in from another Klanten API (or an export file), keeping uuids")
+    imp.add_argument("--from", dest="from_url", metavar="URL",
+                     help="API root of the source, as clients configure it (https://old.example/api/v1)")
+    imp.add_argument("--from-file", metavar="FILE", help="an export file (JSON Lines; - for stdin)")
+    imp.add_argument("--client-id", help="client id of a ZGW JWT for the source")
+    imp.add_argument("--secret", help="its secret (or --secret-file)")
+    imp.add_argument("--secret-file", help="a file holding the secret")
+    imp.add_argument("--rewrite-base", action="append", metavar="OLD=NEW",
+                     help="rewrite URLs of the old server in audit rows (repeatable)")
+    imp.add_argument("--overwrite", action="store_true",
+                     help="replace a klant of the same uuid whose content differs from the source")
+    imp.add_argument("--check-subjects", action="store_true", help="run kla-002 on every imported subject URL")
+    imp.add_argument("--dry-run", action="store_true", help="read and check everything, write nothing")
+    imp.add_argument("--report", metavar="FILE", help="also write the report as JSON")
+    imp.add_argument("--workers", type=int, default=8, help="concurrent requests to the source (default 8)")
+    imp.add_argument("--batch", type=int, default=200, help="klanten per transaction (default 200)")
+    imp.add_argument("--timeout", type=float, default=30.0, help="seconds per request to the source")
+    imp.add_argument("--retries", type=int, default=8, help="attempts per request before giving up")
+    imp.add_argument("--quiet", action="store_true", help="no progress output")
+    imp.set_defaults(func=cmd_import)
+    from .exporteren import cmd_export
+    exp = sub.add_parser("export", help="write every klant and its audit trail as JSON Lines")
+    exp.add_argument("--output", "-o", default="-", help="file to write (default: stdout)")
+    exp.add_argument("--base-url", help="scheme://host[:port] of the klant URLs (default: KLANTEN_BASE_URL)")
+    exp.set_defaults(func=cmd_export)
