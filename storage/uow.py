@@ -43,9 +43,11 @@ def _met_voorvoegsel(tabel: sa.Table, voorvoegsel: str, zonder: tuple[str, ...] 
 
 # PostgreSQL: the audit row and the outbox row of a write in one statement (a data-modifying CTE), one round
 # trip instead of two inside the write's transaction. Built once; parameters carry a prefix per table.
-_AUDIT_EN_BERICHT = (sa.insert(notificatie).values(_met_voorvoegsel(notificatie, "n_", ("id", "verzonden", "eerste_fout")))
+# (the outbox columns a new message leaves empty; one list for both statements)
+_BERICHT_LEEG = ("id", "verzonden", "eerste_fout")
+_AUDIT_EN_BERICHT = (sa.insert(notificatie).values(_met_voorvoegsel(notificatie, "n_", _BERICHT_LEEG))
                      .add_cte(sa.insert(audittrail).values(_met_voorvoegsel(audittrail, "a_")).cte("audit")))
-_CM_AUDIT_EN_BERICHT = (sa.insert(notificatie).values(_met_voorvoegsel(notificatie, "n_", ("id", "verzonden")))
+_CM_AUDIT_EN_BERICHT = (sa.insert(notificatie).values(_met_voorvoegsel(notificatie, "n_", _BERICHT_LEEG))
                         .add_cte(sa.insert(contactmoment_audittrail)
                                  .values(_met_voorvoegsel(contactmoment_audittrail, "a_")).cte("audit")))
 
