@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from service.constants import CM_COMPONENT, COMPONENT
 from .apiroot import collecties
 from .settings import PROJECT_ROOT, SPEC_PATH, ConfigError, Settings
 
@@ -29,14 +30,15 @@ class Api:
     handlers: str                    # module with one function per operationId of the document
     base_paths: tuple[str, ...]      # where it is served; the first is the default canonical one
     setting: str                     # the Settings field with the canonical base path
+    component: str                   # its audit `bron` and the Autorisaties API component whose grants count
 
 
-KLANTEN = Api("klanten", SPEC_PATH, "handlers", ("/api/v1", "/klanten/api/v1"), "klanten_base_path")
-# Open Klant 1.x's place for it. Mounted once its handlers exist: add CONTACTMOMENTEN to APIS.
+KLANTEN = Api("klanten", SPEC_PATH, "handlers", ("/api/v1", "/klanten/api/v1"), "klanten_base_path", COMPONENT)
+# at Open Klant 1.x's place for it
 CONTACTMOMENTEN = Api("contactmomenten", PROJECT_ROOT / "spec" / "contactmomenten.yaml", "handlers.contactmomenten",
-                      ("/contactmomenten/api/v1",), "contactmomenten_base_path")
+                      ("/contactmomenten/api/v1",), "contactmomenten_base_path", CM_COMPONENT)
 
-APIS: tuple[Api, ...] = (KLANTEN,)
+APIS: tuple[Api, ...] = (KLANTEN, CONTACTMOMENTEN)
 
 
 def load_spec(path: Path) -> dict:

@@ -16,6 +16,9 @@ from connexion.security import BearerSecurityHandler
 from starlette.concurrency import run_in_threadpool
 
 import handlers
+from service.constants import COMPONENT
+from service.contactmomenten import ContactmomentenService
+from service.diensten import Diensten as ExterneDiensten, dienst_hosts, lees_diensten
 from service.kla_002 import SubjectControle
 from service.klanten import KlantenService
 from service.validatie import SchemaValidatie
@@ -47,14 +50,20 @@ class OperationIdResolver(Resolver):
         return getattr(self.module, operation_id)
 
 
-def _security_handler(authorisatie: Authorisatie, limiter):
+def _security_handler(authorisatie: Authorisatie, limiter, layout: Layout):
     class ZgwBearer(BearerSecurityHandler):
         """Checks the ZGW JWT and the operation's scopes (connexion's bearer handler ignores scopes)."""
 
         def get_fn(self, security_scheme, required_scopes):
+            def component(request) -> str:
+                # whose scopes: the Autorisaties API grants them per component (kc, cmc), the API's own
+                gevonden = layout.serving(request.url.path)
+                return gevonden[0].api.component if gevonden else COMPONENT
+
             if authorisatie.autorisaties_api is None:
                 def verify(request):
-                    token_info = authorisatie.verify(request.headers.get("authorization"), required_scopes)
+                    token_info = authorisatie.verify(request.headers.get("authorization"), required_scopes,
+                                                     component(request))
                     rate_limit(limiter, token_info["client_id"])
                     return token_info
                 return verify
@@ -62,7 +71,7 @@ def _security_handler(authorisatie: Authorisatie, limiter):
             async def verify_remote(request):
                 # the Autorisaties API is asked over HTTP: keep the event loop free while it answers
                 token_info = await run_in_threadpool(authorisatie.verify, request.headers.get("authorization"),
-                                                     required_scopes)
+                                                     required_scopes, component(request))
                 await run_in_threadpool(rate_limit, limiter, token_info["client_id"])
                 return token_info
             return verify_remote
@@ -117,10 +126,21 @@ def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
                                       **({"resolver": resolver} if resolver is not None else {}))
     service = KlantenService(engine, SchemaValidatie(spec["components"]), subjectcontrole,
                              notificeren=bool(settings.notifications_api_url))
+    externe_diensten = lees_diensten(settings.services_config)
+    # the fetches of cm-004/cm-005/cm-006: the kla-002 guard and its capacity; a configured service's host is the
+    # operator's choice and so allowed (often an internal address)
+    ophaler = SubjectControle(timeout=settings.subject_timeout, max_bytes=settings.subject_max_bytes,
+                              allowed_hosts=settings.subject_allowed_hosts + dienst_hosts(externe_diensten),
+                              plaatsen=subjectcontrole.plaatsen,
+                              **({"resolver": resolver} if resolver is not None else {}))
+    cm_service = ContactmomentenService(engine, SchemaValidatie(layout.api("contactmomenten").spec["components"]),
+                                        ExterneDiensten(externe_diensten, ophaler), layout,
+                                        notificeren=bool(settings.notifications_api_url),
+                                        zaak_relatie_controle=settings.cm_zaak_relatie_controle)
 
     app = connexion.FlaskApp(
         __name__,
-        security_map={"bearer": _security_handler(authorisatie, make_limiter(settings))},
+        security_map={"bearer": _security_handler(authorisatie, make_limiter(settings), layout)},
         validator_map=VALIDATOR_MAP,
     )
     # every base path of every API is one mount of its document (connexion loads it anew for each, so the
@@ -150,9 +170,11 @@ def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
     elif settings.notifications_api_url and settings.notifications_relay_wekker:
         from notificaties.relay import WekSignaal     # `serve`'s relay process delivers
         service.na_notificatie = WekSignaal(settings.notifications_relay_wekker)
+    cm_service.na_notificatie = service.na_notificatie
 
     flask_app: flask.Flask = app.app
-    flask_app.extensions[EXTENSION] = Diensten(settings=settings, klanten=service, layout=layout)
+    flask_app.extensions[EXTENSION] = Diensten(settings=settings, klanten=service, layout=layout,
+                                               contactmomenten=cm_service)
     for mounted in layout.apis:
         _spec_routes(app, mounted, settings)
     _ref_routes(app)
@@ -210,7 +232,11 @@ def _ref_routes(app) -> None:
         return flask.Response(_PAGE.format(titel="Kanalen", inhoud=(
             '<h2 id="klanten">klanten</h2><p>Deze API publiceert een notificatie op kanaal <code>klanten</code> '
             "bij elke create, update, partial_update en destroy van een klant (resource <code>klant</code>). "
-            "Kenmerk: <code>subjectType</code> (filter <code>subject_type</code>).</p>")), mimetype="text/html")
+            "Kenmerk: <code>subjectType</code> (filter <code>subject_type</code>).</p>"
+            '<h2 id="contactmomenten">contactmomenten</h2><p>Deze API publiceert een notificatie op kanaal '
+            "<code>contactmomenten</code> bij elke create, update, partial_update en destroy van een contactmoment "
+            "(resource <code>contactmoment</code>). Kenmerken: <code>bronorganisatie</code> en <code>kanaal</code>."
+            "</p>")), mimetype="text/html")
 
     app.add_url_rule("/ref/fouten/<klasse>/", "ref_fouten", fout)
     app.add_url_rule("/ref/kanalen/", "ref_kanalen", kanalen)

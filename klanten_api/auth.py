@@ -202,7 +202,8 @@ class Authorisatie:
     def is_cached(self, token: str) -> bool:
         return _digest(token) in self._geldig
 
-    def verify(self, authorization: str | None, required_scopes: list[str] | None) -> dict:
+    def verify(self, authorization: str | None, required_scopes: list[str] | None, component: str = "kc") -> dict:
+        """`component`: whose scopes the operation needs (Autorisaties API: `kc` Klanten, `cmc` Contactmomenten)."""
         if not self.applicaties.configured:
             raise GeenToestemming(*NO_CONFIG)
         token = bearer_token(authorization)
@@ -231,7 +232,7 @@ class Authorisatie:
             app, client_id, info, claims = self._verifieer(token)
             self._onthoud(sleutel, app, client_id, claims.get("exp"), claims.get("nbf"), claims.get("iat"), info)
         _log_fact("client_id", client_id)
-        if not self._staat_toe(app, client_id, set(required_scopes or [])):
+        if not self._staat_toe(app, client_id, set(required_scopes or []), component):
             raise GeenToestemming()
         return dict(info)
 
@@ -323,10 +324,10 @@ class Authorisatie:
             return False
         return any(w in self.audience for w in waarden)
 
-    def _staat_toe(self, app: Applicatie, client_id: str, required: set[str]) -> bool:
+    def _staat_toe(self, app: Applicatie, client_id: str, required: set[str], component: str) -> bool:
         if app.heeft_alle_autorisaties or app.scopes is not None or self.autorisaties_api is None:
             return app.staat_toe(required)
-        return self.autorisaties_api.staat_toe(client_id, required)
+        return self.autorisaties_api.staat_toe(client_id, required, component)
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -1,7 +1,8 @@
 """Scopes from the Autorisaties API (optional, DECISIONS #13).
 
 Used for a client whose local entry names neither `scopes` nor `heeftAlleAutorisaties` (its secret
-still comes from the local file). Only grants for component `kc` count; answers are cached for a
+still comes from the local file). Grants count per component: `kc` for the Klanten API, `cmc` for the
+Contactmomenten API (an `audittrails.lezen` of the one is not one of the other); answers are cached for a
 bounded time; an unreachable or failing Autorisaties API means 403, never 500.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 
 import requests
 
-from service.constants import ALLE_SCOPES, COMPONENT
+from service.constants import ALLE_SCOPES, CM_COMPONENT, COMPONENT
 from .errors import GeenToestemming
 from .settings import Settings
 
@@ -30,7 +31,7 @@ class AutorisatiesApi:
         self.timeout = settings.autorisaties_timeout
         self.ttl = settings.autorisaties_cache_seconds
         self.clock = clock
-        self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._cache: dict[str, tuple[float, dict[str, frozenset[str]]]] = {}
         self._lock = threading.Lock()
 
     def _headers(self) -> dict:
@@ -40,20 +41,20 @@ class AutorisatiesApi:
             h["Authorization"] = f"Bearer {zgw_token(self.client_id, self.secret)}"
         return h
 
-    def scopes(self, client_id: str) -> frozenset[str]:
+    def scopes(self, client_id: str, component: str = COMPONENT) -> frozenset[str]:
         now = self.clock()
         with self._lock:
             hit = self._cache.get(client_id)
         if hit and hit[0] > now:
-            return hit[1]
+            return hit[1].get(component, frozenset())
         granted = self._fetch(client_id)
         with self._lock:
             self._cache[client_id] = (now + self.ttl, granted)
             if len(self._cache) > 10_000:          # bounded memory: drop expired entries
                 self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
-        return granted
+        return granted.get(component, frozenset())
 
-    def _fetch(self, client_id: str) -> frozenset[str]:
+    def _fetch(self, client_id: str) -> dict[str, frozenset[str]]:
         try:
             with requests.Session() as session:
                 session.trust_env = False
@@ -68,16 +69,17 @@ class AutorisatiesApi:
             log.warning("autorisaties api unreachable", extra={"event": "autorisaties_unreachable"})
             raise GeenToestemming(*AC_UNAVAILABLE) from None
         applicaties = data.get("results", []) if isinstance(data, dict) else data
-        granted: set[str] = set()
+        granted: dict[str, set[str]] = {COMPONENT: set(), CM_COMPONENT: set()}
         for app in applicaties if isinstance(applicaties, list) else []:
             if not isinstance(app, dict) or client_id not in (app.get("clientIds") or []):
                 continue
             if app.get("heeftAlleAutorisaties") is True:
-                return frozenset(ALLE_SCOPES)
+                return {c: frozenset(ALLE_SCOPES) for c in granted}
             for autorisatie in app.get("autorisaties") or []:
-                if isinstance(autorisatie, dict) and autorisatie.get("component") == COMPONENT:
-                    granted.update(s for s in autorisatie.get("scopes") or [] if isinstance(s, str))
-        return frozenset(granted)
+                if isinstance(autorisatie, dict) and autorisatie.get("component") in granted:
+                    granted[autorisatie["component"]].update(
+                        s for s in autorisatie.get("scopes") or [] if isinstance(s, str))
+        return {c: frozenset(s) for c, s in granted.items()}
 
-    def staat_toe(self, client_id: str, required: set[str]) -> bool:
-        return required <= self.scopes(client_id)
+    def staat_toe(self, client_id: str, required: set[str], component: str = COMPONENT) -> bool:
+        return required <= self.scopes(client_id, component)

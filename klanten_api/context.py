@@ -18,6 +18,7 @@ class Diensten:
     settings: Settings
     klanten: KlantenService
     layout: Layout
+    contactmomenten: object = None      # service.contactmomenten.ContactmomentenService
 
 
 def diensten() -> Diensten:
@@ -56,4 +57,5 @@ def verzoek() -> Verzoek:
         # the page links of a list: this request's URL on the canonical base path (DECISIONS #18)
         pad=layout.canonical_path(request.path),
         query=request.query_string.decode("latin-1"),
+        verzoek_base=request.host_url.rstrip("/"),
     )

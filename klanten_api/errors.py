@@ -102,9 +102,9 @@ class VoorwaardeNietVervuld(ApiProblem):
     """If-Match did not match the current ETag (RFC 9110 §13.1.1, DECISIONS #27)."""
     status = 412
 
-    def __init__(self):
-        super().__init__("De klant is gewijzigd sinds de opgegeven versie: If-Match komt niet overeen met de "
-                         "huidige ETag. Haal de klant opnieuw op en probeer het nog eens.")
+    def __init__(self, wat: str = "klant"):
+        super().__init__(f"De {wat} is gewijzigd sinds de opgegeven versie: If-Match komt niet overeen met de "
+                         f"huidige ETag. Haal de {wat} opnieuw op en probeer het nog eens.")
 
 
 class OngeldigMediaType(ApiProblem):

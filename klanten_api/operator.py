@@ -102,32 +102,38 @@ def cmd_relay(args, settings: Settings) -> int:
 
 
 def cmd_register_kanaal(args, settings: Settings) -> int:
-    """Register kanaal `klanten` at the Notificaties API unless it exists (as the reference's command)."""
+    """Register the kanalen of this server at the Notificaties API unless they exist (as the reference's command):
+    `klanten` (filter subject_type) and `contactmomenten` (filters bronorganisatie, kanaal); or the one named."""
     import requests
 
     from notificaties.client import NotificatiesApi
-    from service.constants import KANAAL, KENMERK_SUBJECT_TYPE
+    from service.constants import CM_KANAAL, CM_KENMERKEN, KANAAL, KENMERK_SUBJECT_TYPE
+    kanalen = {KANAAL: [KENMERK_SUBJECT_TYPE], CM_KANAAL: list(CM_KENMERKEN)}
     if args.notificaties_api_root:
         from dataclasses import replace
         root = args.notificaties_api_root if args.notificaties_api_root.endswith("/") else args.notificaties_api_root + "/"
         settings = replace(settings, notifications_api_url=root)
     if not settings.notifications_api_url:
         raise ConfigError("KLANTEN_NOTIFICATIONS_API_URL is not set (or give --notificaties-api-root)")
-    naam = args.kanaal or KANAAL
+    if args.kanaal and args.kanaal not in kanalen:
+        raise ConfigError(f"unknown kanaal {args.kanaal!r}; known: {', '.join(kanalen)}")
     base = settings.base_url or "http://localhost:8000"
     api = NotificatiesApi(settings)
-    try:
-        if api.kanalen(naam):
-            print(f"kanaal {naam!r} already exists")
-            return 0
-        resp = api.maak_kanaal(naam, f"{base}/ref/kanalen/#{naam}", [KENMERK_SUBJECT_TYPE])
-    except requests.RequestException as exc:
-        print(f"klanten-api: the Notificaties API could not be reached: {type(exc).__name__}", file=sys.stderr)
-        return 1
-    if resp.status_code not in (200, 201):
-        print(f"klanten-api: registering kanaal {naam!r} failed: HTTP {resp.status_code}", file=sys.stderr)
-        return 1
-    print(f"kanaal {naam!r} registered")
+    for naam, filters in kanalen.items():
+        if args.kanaal and naam != args.kanaal:
+            continue
+        try:
+            if any(isinstance(k, dict) and k.get("naam", naam) == naam for k in api.kanalen(naam)):
+                print(f"kanaal {naam!r} already exists")
+                continue
+            resp = api.maak_kanaal(naam, f"{base}/ref/kanalen/#{naam}", filters)
+        except requests.RequestException as exc:
+            print(f"klanten-api: the Notificaties API could not be reached: {type(exc).__name__}", file=sys.stderr)
+            return 1
+        if resp.status_code not in (200, 201):
+            print(f"klanten-api: registering kanaal {naam!r} failed: HTTP {resp.status_code}", file=sys.stderr)
+            return 1
+        print(f"kanaal {naam!r} registered")
     return 0
 
 
@@ -151,7 +157,8 @@ def add_commands(sub) -> None:
     relay.add_argument("--ouder", type=int, default=0, help=argparse.SUPPRESS)
     relay.add_argument("--wekker-fd", type=int, default=None, help=argparse.SUPPRESS)
     relay.set_defaults(func=cmd_relay)
-    reg = sub.add_parser("register-kanaal", help="register kanaal 'klanten' at the Notificaties API")
+    reg = sub.add_parser("register-kanaal",
+                         help="register kanalen 'klanten' and 'contactmomenten' at the Notificaties API")
     reg.add_argument("kanaal", nargs="?")
     reg.add_argument("--notificaties-api-root")
     reg.set_defaults(func=cmd_register_kanaal)

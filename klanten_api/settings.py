@@ -151,6 +151,8 @@ class Settings:
     notifications_max_backoff: float = 300.0     # seconds: the longest pause between two tries of one message
     klanten_base_path: str = API_BASE_PATH    # the canonical base path of the Klanten API (DECISIONS #18)
     contactmomenten_base_path: str = "/contactmomenten/api/v1"
+    services_config: Path | None = None      # YAML: API roots with credentials for cm-004/cm-005/cm-006 fetches
+    cm_zaak_relatie_controle: bool = True    # cm-006: ask the Zaken API for the mirror relation
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -220,6 +222,8 @@ class Settings:
             klanten_base_path=_base_path(env, "KLANTEN_KLANTEN_BASE_PATH", cls.klanten_base_path),
             contactmomenten_base_path=_base_path(env, "KLANTEN_CONTACTMOMENTEN_BASE_PATH",
                                                  cls.contactmomenten_base_path),
+            services_config=Path(d) if (d := env.get("KLANTEN_SERVICES_CONFIG", "").strip()) else None,
+            cm_zaak_relatie_controle=_bool(env, "KLANTEN_CM_ZAAK_RELATIE_CONTROLE", cls.cm_zaak_relatie_controle),
         )
 
     def rate_limit_parts(self) -> tuple[int, float] | None:

@@ -143,9 +143,13 @@ if "uri" in RESPONSE_FORMATS.checkers:
         return value == "" or _stock_uri(value)
 
 
+BLANK_RESPONSE_ENUMS = {"initiatiefnemer"}
+
+
 def _wijzigingen_nullable(node, _seen=None):
     """The audit trail's `wijzigingen.oud` is null for a create (reference behaviour the standard's audit-trail
-    text describes), while the schema types it as a plain object: accept null there, nowhere else."""
+    text describes), while the schema types it as a plain object: accept null there, nowhere else. Likewise ""
+    for the choices of BLANK_RESPONSE_ENUMS."""
     seen = set() if _seen is None else _seen
     if id(node) in seen:
         return node
@@ -154,6 +158,11 @@ def _wijzigingen_nullable(node, _seen=None):
         props = node.get("properties")
         if isinstance(props, dict) and set(props) == {"oud", "nieuw"}:
             node["properties"] = {k: {**v, "nullable": True} for k, v in props.items()}
+        if isinstance(props, dict):
+            # an optional choice the reference stores and renders as "" when not given (contactmoment)
+            for naam in BLANK_RESPONSE_ENUMS & set(props):
+                if "enum" in props[naam] and "" not in props[naam]["enum"]:
+                    props[naam] = {**props[naam], "enum": [*props[naam]["enum"], ""]}
         for value in list(node.values()):
             _wijzigingen_nullable(value, seen)
     elif isinstance(node, list):

@@ -310,13 +310,14 @@ class Plaatsen:
 class SubjectControle:
     def __init__(self, *, timeout: float, max_bytes: int, allowed_hosts: tuple[str, ...] = (),
                  max_gelijktijdig: int = 4, max_per_client: int = 2, resolver=socket.getaddrinfo,
-                 ca_bestand: str | None = None):
-        """`resolver` stands in for DNS (socket.getaddrinfo's signature); `ca_bestand` defaults to certifi's."""
+                 ca_bestand: str | None = None, plaatsen: Plaatsen | None = None):
+        """`resolver` stands in for DNS (socket.getaddrinfo's signature); `ca_bestand` defaults to certifi's;
+        `plaatsen` shares the capacity of another SubjectControle (one budget for every outgoing fetch)."""
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.allowed_hosts = {h.lower().strip("[]") for h in allowed_hosts}
         self.resolver = resolver
-        self.plaatsen = Plaatsen(max_gelijktijdig, max_per_client)
+        self.plaatsen = plaatsen or Plaatsen(max_gelijktijdig, max_per_client)
         self.tls = ssl.create_default_context(cafile=ca_bestand or certifi.where())
         # getaddrinfo cannot be given a timeout: it runs here, and the check waits only until its deadline
         self._dns = ThreadPoolExecutor(max_workers=max_gelijktijdig, thread_name_prefix="kla002-dns")
@@ -374,14 +375,17 @@ class SubjectControle:
                 fout = exc
         raise fout
 
-    def _vraag(self, adres: Adres, termijn: float, bekend: dict) -> tuple[int, str | None]:
-        """GET one URL: (status, Location header or None)."""
+    def _vraag(self, adres: Adres, termijn: float, bekend: dict, headers: dict | None = None,
+               lichaam: list | None = None) -> tuple[int, str | None]:
+        """GET one URL: (status, Location header or None). With `lichaam` the answer's bytes (at most max_bytes)
+        are put in it; `headers` are sent besides ours."""
         sock = self._verbind(adres, self._adressen(adres, termijn, bekend), termijn)
         try:
             verbinding = _Verbinding(adres, _TermijnSocket(sock, termijn, self.max_bytes + KOP_RUIMTE))
             verbinding.putrequest("GET", adres.doel, skip_accept_encoding=True)
             verbinding.putheader("User-Agent", USER_AGENT)
-            verbinding.putheader("Accept", "*/*")
+            for naam, waarde in (headers or {"Accept": "*/*"}).items():
+                verbinding.putheader(naam, waarde)
             verbinding.putheader("Accept-Encoding", "identity")
             verbinding.putheader("Connection", "close")
             verbinding.endheaders()
@@ -394,7 +398,9 @@ class SubjectControle:
                 stuk = antwoord.read(min(65536, self.max_bytes - gelezen))
                 if not stuk:
                     break
-                gelezen += len(stuk)       # the status is all we need; a large answer is not read to the end
+                gelezen += len(stuk)       # the status is all kla-002 needs; a large answer is not read to the end
+                if lichaam is not None:
+                    lichaam.append(stuk)
             return antwoord.status, None
         finally:
             sock.close()
@@ -403,17 +409,35 @@ class SubjectControle:
         """The final HTTP status of GET url (redirects followed), within one deadline; raises on any failure."""
         return self._volg(ontleed(url))
 
-    def _volg(self, adres: Adres) -> int:
+    def _volg(self, adres: Adres, headers: dict | None = None, lichaam: list | None = None) -> int:
         termijn = time.monotonic() + self.timeout
         bekend: dict = {}
+        oorsprong = (adres.scheme, adres.host, adres.port)
         for _ in range(MAX_REDIRECTS + 1):
-            status, locatie = self._vraag(adres, termijn, bekend)
+            if lichaam is not None:
+                lichaam.clear()
+            status, locatie = self._vraag(adres, termijn, bekend, headers, lichaam)
             if locatie is None:
                 return status
             if any(not ("!" <= c <= "~") or c == "\\" for c in locatie):
                 raise OnbereikbaarAdres("ongeldig")        # before urljoin could tidy it into something else
             adres = ontleed(urljoin(adres.url, locatie))
+            if headers and (adres.scheme, adres.host, adres.port) != oorsprong:
+                # credentials are for the service they were configured for, never for where it redirects to
+                headers = {k: w for k, w in headers.items() if k.lower() != "authorization"}
         raise OnbereikbaarAdres("redirects")
+
+    def haal_op(self, url: str, *, headers: dict, client_id: str = "") -> tuple[int, bytes]:
+        """GET url with `headers` under the same guard as the subject check (strict parser, checked addresses,
+        one deadline, a size cap, a place of the capacity): (final status, body of at most max_bytes).
+        An Authorization header is dropped on a redirect to another origin. Raises OnbereikbaarAdres,
+        TimeoutError, OSError, http.client.HTTPException or ValueError (see `reden`), or
+        SubjectControlesBezet / SubjectControlesClientBezet."""
+        adres = ontleed(url)
+        lichaam: list = []
+        with self.plaatsen.plaats(client_id):
+            status = self._volg(adres, headers, lichaam)
+        return status, b"".join(lichaam)
 
     def fout(self, url: str, client_id: str = "") -> InvalidParam | None:
         """None when `url` answers 200, else the `bad-url` error for field `subject`. Raises
@@ -434,6 +458,17 @@ class SubjectControle:
         if status != 200:
             return InvalidParam("subject", "bad-url",
                                 f"De URL {url} gaf als antwoord HTTP {status}. Geef een geldige URL op.")
+        return None
+
+    @staticmethod
+    def reden(exc: Exception) -> str | None:
+        """The Dutch reason for a failed fetch (REDENEN), or None for an exception that is not a fetch failure."""
+        if isinstance(exc, OnbereikbaarAdres):
+            return REDENEN[str(exc)]
+        if isinstance(exc, TimeoutError):
+            return REDENEN["time-out"]
+        if isinstance(exc, (OSError, http.client.HTTPException, ValueError)):
+            return REDENEN["verbinding"]
         return None
 
     @staticmethod

@@ -69,6 +69,7 @@ class Verzoek:
     logrecord_id: str = ""
     pad: str = "/api/v1/klanten"   # the request's path on the canonical base path (page links)
     query: str = ""
+    verzoek_base: str = ""        # scheme://host[:port] of the request itself (base_url may be KLANTEN_BASE_URL)
     api_pad: str = "/api/v1"      # the Klanten API's canonical base path: every klant URL we write is on it
 
     def klant_url(self, uuid: uuid_mod.UUID) -> str:

@@ -108,12 +108,14 @@ def is_email(value: str) -> bool:
 
 
 # properties with a rule the schema cannot express: (schema name, property) -> rule
-RSIN_VELDEN = {("Klant", "bronorganisatie"), ("NietNatuurlijkPersoon", "innNnpId"), ("NatuurlijkPersoon", "inpBsn")}
+RSIN_VELDEN = {("Klant", "bronorganisatie"), ("NietNatuurlijkPersoon", "innNnpId"), ("NatuurlijkPersoon", "inpBsn"),
+               ("ContactMoment", "bronorganisatie")}
 PATTERN_FOUTEN = {("NatuurlijkPersoon", "inpANummer"): A_NUMMER}
 # nested parts of the subject identification that may be sent as null (no such part; on PUT/PATCH: remove it)
 NULLABLE_REFS = {"VerblijfsAdres", "SubVerblijfBuitenland"}
 # enums for which the reference also accepts "" (the optional choice fields of the subject identification)
-BLANK_ENUMS = {("NatuurlijkPersoon", "geslachtsaanduiding"), ("NietNatuurlijkPersoon", "innRechtsvorm")}
+BLANK_ENUMS = {("NatuurlijkPersoon", "geslachtsaanduiding"), ("NietNatuurlijkPersoon", "innRechtsvorm"),
+               ("ContactMoment", "initiatiefnemer")}
 
 
 @dataclass
@@ -214,10 +216,11 @@ class SchemaValidatie:
             return False, None, [InvalidParam(veldnaam, *NOT_A_STRING)]
         tekst = value.strip()
         if tekst == "":
+            if "enum" in schema and sleutel not in BLANK_ENUMS:
+                # a choice field: "" is not one of the choices, required or not (as the reference)
+                return False, None, [InvalidParam(veldnaam, *invalid_choice(tekst))]
             if schema.get("minLength", 0) >= 1 or verplicht:
                 return False, None, [InvalidParam(veldnaam, *BLANK)]
-            if "enum" in schema and sleutel not in BLANK_ENUMS:
-                return False, None, [InvalidParam(veldnaam, *invalid_choice(tekst))]
             return True, "", []
         if "enum" in schema and tekst not in schema["enum"]:
             return False, None, [InvalidParam(veldnaam, *invalid_choice(tekst))]

@@ -1,4 +1,4 @@
-"""Audit trail repository: rows belong to a klant (deleted with it)."""
+"""Audit trail repositories: rows belong to a klant, or to a contactmoment (each deleted with its owner)."""
 from __future__ import annotations
 
 import uuid as uuid_mod
@@ -21,9 +21,9 @@ VELDEN = (
 _INSERT = sa.insert(audittrail)     # one statement, compiled once (values are parameters)
 
 
-def kolommen(klant_id: int, regel: dict, logrecord_id: str) -> dict:
-    """Column values of an audit row."""
-    return {"klant_id": klant_id, "logrecord_id": logrecord_id, **{kolom: regel[veld] for veld, kolom in VELDEN}}
+def kolommen(klant_id: int, regel: dict, logrecord_id: str, eigenaar: str = "klant_id") -> dict:
+    """Column values of an audit row (`eigenaar`: the owner's column, klant_id or contactmoment_id)."""
+    return {eigenaar: klant_id, "logrecord_id": logrecord_id, **{kolom: regel[veld] for veld, kolom in VELDEN}}
 
 
 def _regel(row) -> dict:
@@ -32,26 +32,35 @@ def _regel(row) -> dict:
 
 
 class AuditTrailRepository:
-    def __init__(self, conn: sa.Connection):
+    """The rows of one audit table; `eigenaar` is the column of the object they belong to."""
+
+    def __init__(self, conn: sa.Connection, tabel: sa.Table = audittrail, eigenaar: str = "klant_id"):
         self.conn = conn
+        self.tabel = tabel
+        self.eigenaar = eigenaar
+        self._insert = _INSERT if tabel is audittrail else sa.insert(tabel)
 
     def toevoegen(self, klant_id: int, regel: dict, logrecord_id: str) -> None:
-        self.conn.execute(_INSERT, kolommen(klant_id, regel, logrecord_id))
+        self.conn.execute(self._insert, kolommen(klant_id, regel, logrecord_id, self.eigenaar))
 
     def van_klant(self, klant_id: int) -> list[dict]:
-        rows = self.conn.execute(sa.select(audittrail).where(audittrail.c.klant_id == klant_id)
-                                 .order_by(audittrail.c.aanmaakdatum, audittrail.c.id))
+        t = self.tabel
+        rows = self.conn.execute(sa.select(t).where(t.c[self.eigenaar] == klant_id).order_by(t.c.aanmaakdatum, t.c.id))
         return [_regel(r) for r in rows]
 
     def get(self, klant_id: int, uuid: uuid_mod.UUID) -> dict | None:
-        row = self.conn.execute(sa.select(audittrail).where(audittrail.c.klant_id == klant_id,
-                                                            audittrail.c.uuid == uuid)).first()
+        t = self.tabel
+        row = self.conn.execute(sa.select(t).where(t.c[self.eigenaar] == klant_id, t.c.uuid == uuid)).first()
         return _regel(row) if row else None
 
     def verwijder_van_klant(self, klant_id: int) -> None:
-        self.conn.execute(sa.delete(audittrail).where(audittrail.c.klant_id == klant_id))
+        self.conn.execute(sa.delete(self.tabel).where(self.tabel.c[self.eigenaar] == klant_id))
 
-    # ---------- bulk loading: `klanten-api import` (DECISIONS #28) ----------
+    # the same, named for any owner
+    van = van_klant
+    verwijder_van = verwijder_van_klant
+
+    # ---------- bulk loading: `klanten-api import` (DECISIONS #28); the klanten audit table only ----------
     def toevoegen_veel(self, rijen: list[tuple[int, dict, str]]) -> None:
         """Insert audit rows as they come (klant_id, row with API names, logrecord_id), in one batched statement."""
         if rijen:

@@ -119,3 +119,96 @@ notificatie = sa.Table(
                                     "status IN ('pending', 'failed')"),
                                    ("ix_notificatie_mislukt", ("id",), "status = 'failed'"))),
 )
+
+
+# ---------- Contactmomenten API (migration 0005) ----------
+def _audit_kolommen(eigenaar: str, eigenaar_tabel: str) -> list:
+    """The columns of an audit table whose rows belong to (and are deleted with) a row of `eigenaar_tabel`: those
+    of `audittrail` with another owner column."""
+    return [
+        sa.Column("id", Id, primary_key=True, autoincrement=True),
+        sa.Column("uuid", sa.Uuid(), nullable=False, unique=True),
+        sa.Column(eigenaar, Id, sa.ForeignKey(f"{eigenaar_tabel}.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("bron", sa.String(20), nullable=False),
+        sa.Column("applicatie_id", sa.String(100), nullable=False),
+        sa.Column("applicatie_weergave", sa.String(200), nullable=False),
+        sa.Column("gebruikers_id", sa.String(255), nullable=False),
+        sa.Column("gebruikers_weergave", sa.String(255), nullable=False),
+        sa.Column("actie", sa.String(50), nullable=False),
+        sa.Column("actie_weergave", sa.String(200), nullable=False),
+        sa.Column("resultaat", sa.Integer(), nullable=False),
+        sa.Column("hoofd_object", sa.String(1000), nullable=False),
+        sa.Column("resource", sa.String(50), nullable=False),
+        sa.Column("resource_url", sa.String(1000), nullable=False),
+        sa.Column("toelichting", sa.Text(), nullable=False),
+        sa.Column("resource_weergave", sa.String(200), nullable=False),
+        sa.Column("aanmaakdatum", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("wijzigingen", sa.JSON(), nullable=False),
+        sa.Column("logrecord_id", sa.String(255), nullable=False),
+    ]
+
+
+# A URL column that is filtered on or part of a unique key gets a digest column next to it (`*_sleutel`, the
+# SHA-256 hex of the URL): a btree index holds a 64-character digest, where a 1000-character URL of multi-byte
+# characters could exceed PostgreSQL's index row limit. Queries compare the digest and the URL itself.
+contactmoment = sa.Table(
+    "contactmoment", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.Uuid(), nullable=False, unique=True),
+    # cm-001/cm-002: one-to-one (unique), so volgendContactmoment is the one row that points here. No ON DELETE:
+    # deleting a contactmoment that a later one names is refused by the service (and by this key in a race)
+    sa.Column("vorig_contactmoment_id", Id, sa.ForeignKey("contactmoment.id"), nullable=True, unique=True),
+    sa.Column("bronorganisatie", sa.String(9), nullable=False),
+    sa.Column("registratiedatum", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("kanaal", sa.String(50), nullable=False),
+    sa.Column("voorkeurskanaal", sa.String(50), nullable=False),
+    sa.Column("voorkeurstaal", sa.String(3), nullable=False),
+    sa.Column("tekst", sa.Text(), nullable=False),
+    sa.Column("onderwerp_links", sa.JSON(), nullable=False),
+    sa.Column("initiatiefnemer", sa.String(10), nullable=False),
+    sa.Column("medewerker", sa.String(1000), nullable=False),
+    sa.Column("medewerker_sleutel", sa.String(64), nullable=False),
+    # medewerkerIdentificatie inline; NULL identificatie (and mw_aanwezig false) when there is none
+    sa.Column("mw_aanwezig", sa.Boolean(), nullable=False),
+    sa.Column("mw_identificatie", sa.String(24), nullable=True),
+    sa.Column("mw_achternaam", sa.String(200), nullable=True),
+    sa.Column("mw_voorletters", sa.String(20), nullable=True),
+    sa.Column("mw_voorvoegsel_achternaam", sa.String(10), nullable=True),
+    sa.Column("aangemaakt", sa.DateTime(timezone=True), nullable=False),
+    *(sa.Index(f"ix_contactmoment_{c}", c, "id") for c in (
+        "bronorganisatie", "registratiedatum", "kanaal", "voorkeurskanaal", "voorkeurstaal", "initiatiefnemer",
+        "medewerker_sleutel")),
+)
+
+klantcontactmoment = sa.Table(
+    "klantcontactmoment", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.Uuid(), nullable=False, unique=True),
+    sa.Column("contactmoment_id", Id, sa.ForeignKey("contactmoment.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("klant", sa.String(1000), nullable=False),
+    sa.Column("klant_sleutel", sa.String(64), nullable=False),
+    sa.Column("rol", sa.String(20), nullable=False),
+    # cm-004: the triple is unique, also when two requests race (the constraint decides)
+    sa.UniqueConstraint("contactmoment_id", "klant_sleutel", "rol", name="uq_klantcontactmoment_uniek"),
+    sa.Index("ix_klantcontactmoment_klant_sleutel", "klant_sleutel", "id"),
+)
+
+objectcontactmoment = sa.Table(
+    "objectcontactmoment", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.Uuid(), nullable=False, unique=True),
+    sa.Column("contactmoment_id", Id, sa.ForeignKey("contactmoment.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("object", sa.String(1000), nullable=False),
+    sa.Column("object_sleutel", sa.String(64), nullable=False),
+    sa.Column("object_type", sa.String(20), nullable=False),
+    # cm-005: one relation per (contactmoment, object)
+    sa.UniqueConstraint("contactmoment_id", "object_sleutel", name="uq_objectcontactmoment_uniek"),
+    sa.Index("ix_objectcontactmoment_object_sleutel", "object_sleutel", "id"),
+)
+
+# the audit trail of contactmomenten: its own table (the klant audit trail stays as it is), same columns
+contactmoment_audittrail = sa.Table(
+    "contactmoment_audittrail", metadata,
+    *_audit_kolommen("contactmoment_id", "contactmoment"),
+    sa.Index("ix_contactmoment_audittrail_contactmoment_id", "contactmoment_id", "id"),
+)

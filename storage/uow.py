@@ -9,9 +9,11 @@ import sqlalchemy as sa
 
 from . import audittrail as audit_opslag, notificaties as outbox_opslag
 from .audittrail import AuditTrailRepository
+from .contactmomenten import (ContactmomentenRepository, KlantContactmomentenRepository,
+                              ObjectContactmomentenRepository)
 from .klanten import KlantenRepository
 from .notificaties import NotificatieRepository
-from .tables import audittrail, notificatie
+from .tables import audittrail, contactmoment_audittrail, notificatie
 
 
 class AuditRegel(NamedTuple):
@@ -20,9 +22,16 @@ class AuditRegel(NamedTuple):
     logrecord_id: str
 
 
+class ContactmomentAuditRegel(NamedTuple):
+    """An audit row of a contactmoment (its own table, storage.tables.contactmoment_audittrail)."""
+    contactmoment_id: int
+    regel: dict
+    logrecord_id: str
+
+
 class Bericht(NamedTuple):
     """A notification for the outbox."""
-    klant_uuid: uuid_mod.UUID
+    klant_uuid: uuid_mod.UUID     # the object the message is about (the relay keeps its messages in order)
     kanaal: str
     bericht: str           # the JSON text as it will be sent
     moment: dt.datetime
@@ -34,8 +43,13 @@ def _met_voorvoegsel(tabel: sa.Table, voorvoegsel: str, zonder: tuple[str, ...] 
 
 # PostgreSQL: the audit row and the outbox row of a write in one statement (a data-modifying CTE), one round
 # trip instead of two inside the write's transaction. Built once; parameters carry a prefix per table.
-_AUDIT_EN_BERICHT = (sa.insert(notificatie).values(_met_voorvoegsel(notificatie, "n_", ("id", "verzonden", "eerste_fout")))
+# (the outbox columns a new message leaves empty; one list for both statements)
+_BERICHT_LEEG = ("id", "verzonden", "eerste_fout")
+_AUDIT_EN_BERICHT = (sa.insert(notificatie).values(_met_voorvoegsel(notificatie, "n_", _BERICHT_LEEG))
                      .add_cte(sa.insert(audittrail).values(_met_voorvoegsel(audittrail, "a_")).cte("audit")))
+_CM_AUDIT_EN_BERICHT = (sa.insert(notificatie).values(_met_voorvoegsel(notificatie, "n_", _BERICHT_LEEG))
+                        .add_cte(sa.insert(contactmoment_audittrail)
+                                 .values(_met_voorvoegsel(contactmoment_audittrail, "a_")).cte("audit")))
 
 
 class UnitOfWork:
@@ -57,18 +71,24 @@ class UnitOfWork:
         self.klanten = KlantenRepository(self.conn)
         self.audittrail = AuditTrailRepository(self.conn)
         self.notificaties = NotificatieRepository(self.conn)
+        self.contactmomenten = ContactmomentenRepository(self.conn)
+        self.klantcontactmomenten = KlantContactmomentenRepository(self.conn)
+        self.objectcontactmomenten = ObjectContactmomentenRepository(self.conn)
+        self.cm_audittrail = AuditTrailRepository(self.conn, contactmoment_audittrail, "contactmoment_id")
         return self
 
-    def vastleggen(self, *, audit: AuditRegel | None, bericht: Bericht | None) -> None:
-        """What a write leaves besides the klant itself: its audit row and its outbox message (each optional),
-        in this unit of work's transaction."""
+    def vastleggen(self, *, audit: AuditRegel | ContactmomentAuditRegel | None, bericht: Bericht | None) -> None:
+        """What a write leaves besides the klant (or contactmoment) itself: its audit row and its outbox message
+        (each optional), in this unit of work's transaction."""
+        cm = isinstance(audit, ContactmomentAuditRegel)
         if audit is not None and bericht is not None and self.conn.dialect.name == "postgresql":
-            waarden = {f"a_{k}": v for k, v in audit_opslag.kolommen(*audit).items()}
+            eigenaar = "contactmoment_id" if cm else "klant_id"
+            waarden = {f"a_{k}": v for k, v in audit_opslag.kolommen(*audit, eigenaar).items()}
             waarden.update({f"n_{k}": v for k, v in outbox_opslag.kolommen(*bericht).items()})
-            self.conn.execute(_AUDIT_EN_BERICHT, waarden)
+            self.conn.execute(_CM_AUDIT_EN_BERICHT if cm else _AUDIT_EN_BERICHT, waarden)
             return
         if audit is not None:
-            self.audittrail.toevoegen(*audit)
+            (self.cm_audittrail if cm else self.audittrail).toevoegen(*audit)
         if bericht is not None:
             self.notificaties.toevoegen(*bericht)
 

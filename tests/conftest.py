@@ -39,6 +39,10 @@ APPS = {
     "verwijderaar": {"label": "Verwijderaar", "scopes": ["klanten.verwijderen"]},
     "auditlezer": {"label": "Auditlezer", "scopes": ["audittrails.lezen"]},
     "niets": {"label": "Niets", "scopes": []},
+    "cm-lezer": {"label": "CM lezer", "scopes": ["contactmomenten.lezen"]},
+    "cm-aanmaker": {"label": "CM aanmaker", "scopes": ["contactmomenten.aanmaken"]},
+    "cm-bijwerker": {"label": "CM bijwerker", "scopes": ["contactmomenten.bijwerken"]},
+    "cm-verwijderaar": {"label": "CM verwijderaar", "scopes": ["contactmomenten.verwijderen"]},
 }
 
 

@@ -316,7 +316,9 @@ def test_a_base_path_of_its_own_is_served_in_front_of_the_supported_ones(server_
 def test_layout_of_the_default_settings():
     layout = Layout.from_settings(Settings())
     assert [(m.naam, m.base_paths, m.collecties) for m in layout.apis] == [
-        ("klanten", (REFERENTIE, ALIAS), ("klanten",))]
+        ("klanten", (REFERENTIE, ALIAS), ("klanten",)),
+        ("contactmomenten", ("/contactmomenten/api/v1",),
+         ("contactmomenten", "klantcontactmomenten", "objectcontactmomenten"))]
     assert layout.canonical_path(f"{ALIAS}/klanten") == f"{REFERENTIE}/klanten"
     assert layout.eigen_pad("klanten", f"{ALIAS}/klanten/x") == layout.eigen_pad("klanten", "/api/v1/klanten/x")
     assert layout.eigen_pad("klanten", "/elders/api/v1/klanten/x") is None

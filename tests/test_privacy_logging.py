@@ -40,9 +40,10 @@ import requests
 from werkzeug import Response
 
 from conftest import ALLE, BRONORGANISATIE, Api, assert_no_leak, eigen_postgres_database, geldig_rsin, token
-from klanten_api.app import load_spec
+from klanten_api.apis import Layout
 from klanten_api.http import spec_query_names
 from klanten_api.logging import JsonFormatter
+from klanten_api.settings import Settings
 from storage.migrate import upgrade
 
 # ---------------------------------------------------------------- canaries
@@ -126,7 +127,8 @@ FILTERS = {
 }
 REQUEST_KEYS = {"event", "method", "path", "query_keys", "query_other", "status", "duration_ms", "operation_id",
                 "client_id", "request_id"}
-QUERY_NAMES = spec_query_names(load_spec())      # the only query parameter names the request log may show
+# the only query parameter names the request log may show: those of the served APIs' documents
+QUERY_NAMES = frozenset().union(*(spec_query_names(m.spec) for m in Layout.from_settings(Settings()).apis))
 
 
 def gelogde_query(query: str) -> tuple[list[str], int]:
@@ -537,6 +539,56 @@ def test_geen_persoonsgegevens_als_naam_in_de_query_van_de_request_log(api):
     gelogd = [(per_id[x["request_id"]]["query_keys"], per_id[x["request_id"]]["query_other"]) for x in v.verwacht]
     assert gelogd == [([], 2), (["achternaam"], 2), ([], 1), ([], 1), ([], 1)], gelogd
     assert_geen_lekken(vanger, "names in the query string")
+
+
+def test_geen_persoonsgegevens_in_de_request_log_van_de_contactmomenten_api(api):
+    """The same for the Contactmomenten paths: a BSN or an e-mail address in a path is logged as the template it
+    matched (or "(other)"), in a query value never, as a query name only counted; the names logged are the
+    Contactmomenten document's own. Bodies with personal data (tekst, a medewerker's name, a klant URL with a
+    BSN that the cm-004 guard refuses) leave nothing in any log record either."""
+    cm = Api(api.base)
+    cm.root = f"{api.base}/contactmomenten/api/v1"
+    v = Verkeer(cm)
+    klant_url = f"http://127.0.0.1:1{SUBJECT_PAD}"
+    with vang_logs() as vanger:
+        aangemaakt = v("POST", "/contactmomenten", op="contactmoment_create", status=201, json={
+            "bronorganisatie": BRONORGANISATIE, "kanaal": "telefoon", "tekst": f"{BSN} {EMAIL} {TELEFOON}",
+            "medewerkerIdentificatie": {"identificatie": MEDEWERKER_ID, "achternaam": ACHTERNAAM,
+                                        "voorletters": "T", "voorvoegselAchternaam": VOORVOEGSEL}}).json()
+        cm_uuid = aangemaakt["url"].rsplit("/", 1)[1]
+        v("POST", "/klantcontactmomenten", op="klantcontactmoment_create", status=400,
+          json={"contactmoment": aangemaakt["url"], "klant": klant_url, "rol": "belanghebbende"})
+        v("GET", f"/contactmomenten/{BSN}", op="contactmoment_read", status=404)
+        v("PATCH", f"/contactmomenten/{ACHTERNAAM}", op="contactmoment_partial_update", status=(400, 404),
+          json={"tekst": "x"})
+        v("GET", f"/klantcontactmomenten/{EMAIL}", op="klantcontactmoment_read", status=404)
+        v("DELETE", f"/objectcontactmomenten/{BSN}", op="objectcontactmoment_delete", status=404)
+        v("GET", f"/contactmomenten/{cm_uuid}/audittrail/{BSN}", op="audittrail_read", status=404)
+        v("GET", f"/{ACHTERNAAM}/{BSN}", op=None, client=None, status=404)
+        v("GET", f"/contactmomenten?medewerker={quote_plus(EMAIL)}&tekst={BSN}", op="contactmoment_list",
+          status=(200, 400))
+        v("GET", f"/klantcontactmomenten?klant={quote_plus(klant_url)}&{BSN}", op="klantcontactmoment_list",
+          status=(200, 400))
+        v("GET", f"/objectcontactmomenten?object={quote_plus(klant_url)}&{quote_plus(EMAIL)}=1",
+          op="objectcontactmoment_list", status=(200, 400))
+        v("GET", f"/contactmomenten/{cm_uuid}?{ACHTERNAAM}", op="contactmoment_read", status=200)
+        time.sleep(0.2)
+    per_id = {e["request_id"]: e for e in vanger.events("request")}
+    gelogd = [(per_id[x["request_id"]]["path"], per_id[x["request_id"]]["query_keys"],
+               per_id[x["request_id"]]["query_other"]) for x in v.verwacht]
+    cmb = "/contactmomenten/api/v1"
+    verwacht = [
+        (f"{cmb}/contactmomenten", [], 0), (f"{cmb}/klantcontactmomenten", [], 0),
+        (f"{cmb}/contactmomenten/{{uuid}}", [], 0), (f"{cmb}/contactmomenten/{{uuid}}", [], 0),
+        (f"{cmb}/klantcontactmomenten/{{uuid}}", [], 0), (f"{cmb}/objectcontactmomenten/{{uuid}}", [], 0),
+        (f"{cmb}/contactmomenten/{{contactmoment_uuid}}/audittrail/{{uuid}}", [], 0), ("(other)", [], 0),
+        (f"{cmb}/contactmomenten", ["medewerker"], 1), (f"{cmb}/klantcontactmomenten", ["klant"], 1),
+        (f"{cmb}/objectcontactmomenten", ["object"], 1), (f"{cmb}/contactmomenten/{cm_uuid}", [], 1)]
+    assert gelogd == verwacht, gelogd
+    for x, (pad, _, _) in zip(v.verwacht, verwacht):
+        x["path"] = pad           # (a path with personal data is logged as its template)
+    v.controleer_events(vanger)   # one event per request, every key, operation and client as expected
+    assert_geen_lekken(vanger, "Contactmomenten paths, queries and bodies")
 
 
 def test_operations_endpoints_loggen_geen_fouten(server):
