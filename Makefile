@@ -33,7 +33,7 @@ run: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# VNG's official Postman conformance collection (newman) against a freshly started server; needs ../shared and npm.
+# VNG's official Postman conformance collections (Klanten, Contactmomenten; newman) against fresh servers; needs ../shared and npm.
 vng-conformance: install
 	$(BIN)/python conformance/run_vng.py
 
