@@ -230,6 +230,66 @@ class Generator:
 
 
 # --------------------------------------------------------------------------------------------------
+# contactmomenten
+# --------------------------------------------------------------------------------------------------
+# kanaal of the contact, with how often each is seen at a gemeente's KCC (telephone first)
+CM_KANALEN = (("telefoon", 0.45), ("e-mail", 0.20), ("balie", 0.12), ("website", 0.10), ("chat", 0.08),
+              ("brief", 0.05))
+CM_ONDERWERPEN = ("paspoort", "rijbewijs", "verhuizing", "afvalinzameling", "parkeervergunning", "bijstand",
+                  "omgevingsvergunning", "WOZ-beschikking", "gemeentelijke belastingen", "kwijtschelding",
+                  "Wmo-voorziening", "geboorteaangifte", "huwelijk", "uittreksel BRP", "grofvuil", "melding openbare ruimte")
+CM_ZINNEN = ("Klant belt over de status van de aanvraag {o}.", "Vraag over de kosten van {o}; uitleg gegeven.",
+             "Klant wil een afspraak maken voor {o}.", "Terugbelverzoek over {o}, graag na 14:00.",
+             "Klacht over de afhandeling van {o}; doorgezet naar de vakafdeling.",
+             "Informatie over {o} per e-mail nagestuurd.", "Klant meldt een wijziging die {o} raakt.",
+             "Doorverbonden met de backoffice {o}.", "Vraag beantwoord met de informatie op de website over {o}.")
+CM_VERVOLG_KANS = 0.20        # share of contactmomenten that follow up an earlier one (vorigContactmoment)
+CM_KLANT_KANS = 0.85          # share with a klantcontactmoment (a second one for 10% of those)
+MEDEWERKERS = 400             # distinct KCC employees
+
+
+class ContactmomentGenerator:
+    """Contactmoment bodies as a KCC's client POSTs them: a medewerkerIdentificatie (the employee's own
+    system has no URL for them, so medewerker stays empty in 80%), kanaal, a short tekst, onderwerpLinks."""
+
+    def __init__(self, seed: int = 1, bronorganisaties: tuple[str, ...] | None = None):
+        self.rng = random.Random(seed)
+        self.bronorganisaties = bronorganisaties or Generator(seed=seed).bronorganisaties
+        r = random.Random(seed + 31)
+        self.medewerkers = []
+        for i in range(MEDEWERKERS):
+            voorvoegsel, achternaam = r.choice(ACHTERNAMEN)
+            voornaam = r.choice(VOORNAMEN)
+            self.medewerkers.append({"identificatie": f"mw{100000 + i}", "achternaam": achternaam,
+                                     "voorletters": voornaam[0] + ".", "voorvoegselAchternaam": voorvoegsel})
+
+    def contactmoment(self, *, registratiedatum: str | None = None) -> dict:
+        r = self.rng
+        x, kanaal = r.random(), CM_KANALEN[-1][0]
+        for k, w in CM_KANALEN:
+            x -= w
+            if x < 0:
+                kanaal = k
+                break
+        onderwerp = r.choice(CM_ONDERWERPEN)
+        tekst = " ".join(z.format(o=onderwerp) for z in r.sample(CM_ZINNEN, r.randrange(1, 4)))
+        mw = r.choice(self.medewerkers)
+        x = r.random()
+        body = {"bronorganisatie": self.bronorganisaties[0 if x < 0.6 else 1 if x < 0.9 else 2],
+                "kanaal": kanaal, "voorkeurskanaal": r.choice(("", "", "telefoon", "e-mail", "post")),
+                "voorkeurstaal": "nld" if r.random() < 0.95 else r.choice(("eng", "tur", "ara", "pol")),
+                "tekst": tekst, "initiatiefnemer": "klant" if r.random() < 0.85 else "gemeente",
+                "onderwerpLinks": [f"https://www.gemeente.example/producten/{_ascii(onderwerp)}"
+                                   for _ in range(r.random() < 0.6)],
+                "medewerker": "", "medewerkerIdentificatie": dict(mw)}
+        if r.random() < 0.2:
+            body["medewerker"] = f"https://medewerkers.gemeente.example/api/v1/medewerkers/{mw['identificatie']}"
+        if registratiedatum is not None:
+            body["registratiedatum"] = registratiedatum
+        return body
+
+
+# --------------------------------------------------------------------------------------------------
 # from request body to rows, with the server's own code
 # --------------------------------------------------------------------------------------------------
 class _GeenSubjectControle:
@@ -285,6 +345,52 @@ class RijenBouwer:
         audit_rij = {kolom: regel[veld] for veld, kolom in self.audit_velden}
         audit_rij.update(klant_id=id, logrecord_id="")
         return klant_rij, audit_rij
+
+
+class CmRijenBouwer:
+    """Builds the contactmoment and contactmoment_audittrail rows the server would write for
+    `POST /contactmomenten` of a body (its validation, defaults, representation and audit row), and the
+    klantcontactmoment rows of `POST /klantcontactmomenten` (klant URL and its digest)."""
+
+    def __init__(self, base_url: str, client_id: str, applicatie_label: str, user_id: str = "bench",
+                 user_representation: str = "Benchmark"):
+        import yaml
+        from klanten_api.settings import CM_SPEC_PATH
+        from service.contactmomenten import ContactmomentenService
+        from service.klanten import Verzoek
+        from service.validatie import SchemaValidatie
+        from storage import audittrail as audit_storage
+        from storage.contactmomenten import naar_kolommen, sleutel
+
+        spec = yaml.safe_load(CM_SPEC_PATH.read_text(encoding="utf-8"))
+        self.service = ContactmomentenService(None, SchemaValidatie(spec["components"]), None, notificeren=False)
+        for naam in ("_valideer", "_samengesteld", "weergave", "_audit", "_resource_weergave", "url"):
+            if not hasattr(self.service, naam):
+                raise SystemExit(f"bench: ContactmomentenService.{naam} is gone; update bench/dataset.py")
+        self.verzoek = Verzoek(base_url=base_url, client_id=client_id, applicatie_label=applicatie_label,
+                               user_id=user_id, user_representation=user_representation)
+        self.naar_kolommen, self.sleutel, self.audit_kolommen = naar_kolommen, sleutel, audit_storage.kolommen
+
+    def gegevens(self, body: dict) -> dict:
+        """The stored contactmoment (API names) for a create body without vorigContactmoment (that is a link,
+        set by the seeding as an id), exactly as contactmoment_create composes it."""
+        assert "vorigContactmoment" not in body
+        waarde, _, _ = self.service._valideer(body, None, None, self.verzoek, gedeeltelijk=False)
+        return self.service._samengesteld(waarde, None, waarde.get("registratiedatum"))
+
+    def rijen(self, id: int, cm_uuid: uuid_mod.UUID, g: dict, vorig: tuple[int, uuid_mod.UUID] | None,
+              moment: dt.datetime) -> tuple[dict, dict]:
+        rij = {"id": id, "uuid": cm_uuid, "aangemaakt": moment,
+               **self.naar_kolommen(g, vorig[0] if vorig else None)}
+        nieuw = self.service.weergave(None, self.verzoek, uuid=cm_uuid, gegevens=g,
+                                      vorig_uuid=vorig[1] if vorig else None)
+        regel = self.service._audit(id, "create", 201, nieuw["url"], self.service._resource_weergave(g), None,
+                                    nieuw, self.verzoek, moment)
+        return rij, self.audit_kolommen(*regel, "contactmoment_id")
+
+    def klant_rij(self, id: int, cm_id: int, klant_url: str, rol: str) -> dict:
+        return {"id": id, "uuid": uuid_mod.uuid4(), "contactmoment_id": cm_id, "klant": klant_url,
+                "klant_sleutel": self.sleutel(klant_url), "rol": rol}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -435,3 +541,94 @@ def _copy_waarde(waarde):
     if isinstance(waarde, (dict, list)):
         return json.dumps(waarde)
     return waarde
+
+
+@dataclass
+class CmSeedResultaat:
+    aantal: int
+    klantcontactmomenten: int
+    met_vorig: int
+    seconden: float
+    uuids: list[str]
+    voorbeelden: dict            # id -> body of seeded contactmomenten without vorigContactmoment (row check)
+
+
+def seed_contactmomenten(conninfo: str, aantal: int, bouwer: CmRijenBouwer, klant_uuids: list[str], base_url: str,
+                         *, seed_waarde: int = 1, batch: int = 5000, dagen: int = 3 * 365) -> CmSeedResultaat:
+    """Insert `aantal` contactmomenten (with their `create` audit rows), CM_VERVOLG_KANS of them following up
+    an earlier one of the last few hundred (vorigContactmoment: one-to-one), and klantcontactmomenten to
+    seeded klanten (URLs of this server's Klanten API, as a KCC client would send them), with COPY."""
+    import psycopg
+
+    gen = ContactmomentGenerator(seed=seed_waarde + 11)
+    r = random.Random(seed_waarde + 13)
+    start = time.perf_counter()
+    begin_moment = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=dagen)
+    stap = dt.timedelta(days=dagen) / max(1, aantal)
+    uuids: list[str] = []
+    open_ids: list[tuple[int, uuid_mod.UUID]] = []     # recent contactmomenten no later one follows yet
+    kcm_id = met_vorig = 0
+    voorbeelden: dict[int, dict] = {}
+    voortgang = Voortgang(aantal, "seeding contactmomenten")
+    with psycopg.connect(conninfo, autocommit=False) as conn:
+        with conn.cursor() as cur:
+            cur.execute("SET maintenance_work_mem = '512MB'")
+            cur.execute("SET synchronous_commit = off")
+            indexen = [i for t in ("contactmoment", "contactmoment_audittrail", "klantcontactmoment")
+                       for i in _secundaire_indexen(cur, t)]
+            for naam, _ in indexen:
+                cur.execute(f'DROP INDEX "{naam}"')
+            kolommen = {}
+            gedaan = 0
+            while gedaan < aantal:
+                n = min(batch, aantal - gedaan)
+                rijen = {"contactmoment": [], "contactmoment_audittrail": [], "klantcontactmoment": []}
+                for i in range(n):
+                    id = gedaan + i + 1
+                    moment = begin_moment + stap * id
+                    body = gen.contactmoment(registratiedatum=moment.isoformat().replace("+00:00", "Z"))
+                    g = bouwer.gegevens(body)
+                    vorig = None
+                    if open_ids and r.random() < CM_VERVOLG_KANS:
+                        vorig = open_ids.pop(r.randrange(len(open_ids)))
+                        met_vorig += 1
+                    cm_uuid = uuid_mod.uuid4()
+                    cm, audit = bouwer.rijen(id, cm_uuid, g, vorig, moment)
+                    open_ids.append((id, cm_uuid))
+                    if len(open_ids) > 500:
+                        open_ids.pop(0)
+                    uitvoer = [("contactmoment", cm), ("contactmoment_audittrail", audit)]
+                    if klant_uuids and r.random() < CM_KLANT_KANS:
+                        klanten = r.sample(klant_uuids, 2 if r.random() < 0.1 else 1)
+                        for k, rol in zip(klanten, ("gesprekspartner", "belanghebbende")):
+                            kcm_id += 1
+                            uitvoer.append(("klantcontactmoment", bouwer.klant_rij(
+                                kcm_id, id, f"{base_url}/api/v1/klanten/{k}", rol)))
+                    for tabel, rij in uitvoer:
+                        kolommen.setdefault(tabel, list(rij))
+                        rijen[tabel].append(tuple(_copy_waarde(rij[c]) for c in kolommen[tabel]))
+                    uuids.append(str(cm_uuid))
+                    if vorig is None and len(voorbeelden) < 3:
+                        voorbeelden[id] = body
+                for tabel, lijst in rijen.items():
+                    if lijst:
+                        with cur.copy(f"COPY {tabel} ({', '.join(kolommen[tabel])}) FROM STDIN") as copy:
+                            for rij in lijst:
+                                copy.write_row(rij)
+                gedaan += n
+                voortgang.update(gedaan)
+            voortgang.klaar(gedaan)
+            for tabel in ("contactmoment", "contactmoment_audittrail", "klantcontactmoment"):
+                cur.execute(f"SELECT setval(pg_get_serial_sequence('{tabel}', 'id'), "
+                            f"(SELECT coalesce(max(id), 1) FROM {tabel}))")
+            conn.commit()
+            cur.execute("SET max_parallel_maintenance_workers = 2")
+            for _, ddl in indexen:
+                cur.execute(ddl)
+            conn.commit()
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for tabel in ("contactmoment", "contactmoment_audittrail", "klantcontactmoment"):
+                cur.execute(f"VACUUM (ANALYZE) {tabel}")
+    return CmSeedResultaat(aantal=aantal, klantcontactmomenten=kcm_id, met_vorig=met_vorig,
+                           seconden=time.perf_counter() - start, uuids=uuids, voorbeelden=voorbeelden)

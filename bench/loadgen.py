@@ -22,9 +22,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dataset import Generator  # noqa: E402
+from dataset import ContactmomentGenerator, Generator  # noqa: E402
 
 API = "/api/v1/klanten"
+CM_API = "/contactmomenten/api/v1"
 
 
 class Verzoeken:
@@ -36,6 +37,10 @@ class Verzoeken:
         self.uuids = spec["uuids"]
         self.bsns = spec["bsns"]
         self.pages = spec["pages"]
+        self.cm_uuids = spec.get("cm_uuids") or []
+        self.cm_pages = spec.get("cm_pages") or 1
+        self.base_url = spec.get("base_url", "")
+        self.cm_gen = ContactmomentGenerator(seed=seed + 104729, bronorganisaties=tuple(spec["bronorganisaties"]))
         self.host = f"{spec['host']}:{spec['port']}"
         self.auth = f"Bearer {spec['token']}"
         mix = spec["mix"]
@@ -76,6 +81,21 @@ class Verzoeken:
             return kind, self._body("POST", API, body), 201
         if kind == "patch":
             return kind, self._body("PATCH", f"{API}/{r.choice(self.uuids)}", self.gen.patch()), 200
+        if kind == "cm_detail":
+            return kind, self._get(f"{CM_API}/contactmomenten/{r.choice(self.cm_uuids)}"), 200
+        if kind == "cm_page":
+            page = r.randint(1, self.cm_pages)
+            return kind, self._get(f"{CM_API}/contactmomenten" + ("" if page == 1 else f"?page={page}")), 200
+        if kind == "cm_create":
+            # no registratiedatum (the server takes now), a medewerkerIdentificatie; medewerker URLs are not
+            # fetched (cm-003), so no request leaves the server
+            return kind, self._body("POST", f"{CM_API}/contactmomenten", self.cm_gen.contactmoment()), 201
+        if kind == "kcm_create":
+            # a klant of this server (KLANTEN_BASE_URL): looked up in its own database, no HTTP (cm-004)
+            body = {"contactmoment": f"{self.base_url}{CM_API}/contactmomenten/{r.choice(self.cm_uuids)}",
+                    "klant": f"{self.base_url}{API}/{r.choice(self.uuids)}",
+                    "rol": r.choice(("gesprekspartner", "belanghebbende"))}
+            return kind, self._body("POST", f"{CM_API}/klantcontactmomenten", body), 201
         raise ValueError(kind)
 
 

@@ -86,7 +86,7 @@ def main() -> int:
     from klanten_api.settings import Settings
     import service.klanten as service_klanten
     from storage.database import make_engine
-    from dataset import Generator
+    from dataset import ContactmomentGenerator, Generator
 
     settings = Settings.from_env({
         "KLANTEN_DATABASE_URL": database_url, "KLANTEN_AUTH_CONFIG": auth_config,
@@ -116,6 +116,15 @@ def main() -> int:
             "vestiging, handelsnaam + verblijfsadres": een(
                 "subject_type = 'vestiging' AND (subject_identificatie::jsonb -> 'verblijfsadres') <> 'null'::jsonb"),
         }
+        cm_voorbeelden = {}
+        for label, where in (("with vorig and volgend", "vorig_contactmoment_id IS NOT NULL AND EXISTS (SELECT 1 "
+                              "FROM contactmoment v WHERE v.vorig_contactmoment_id = contactmoment.id)"),
+                             ("no links", "vorig_contactmoment_id IS NULL AND NOT EXISTS (SELECT 1 FROM contactmoment "
+                              "v WHERE v.vorig_contactmoment_id = contactmoment.id)")):
+            gevonden = conn.exec_driver_sql(f"SELECT uuid FROM contactmoment WHERE {where} ORDER BY id LIMIT 1").scalar()
+            if gevonden is not None:
+                cm_voorbeelden[label] = str(gevonden)
+        klant_uuid = conn.exec_driver_sql("SELECT uuid FROM klant ORDER BY id LIMIT 1").scalar()
         bsn = conn.exec_driver_sql("SELECT zoek_inp_bsn FROM klant WHERE zoek_inp_bsn IS NOT NULL "
                                    "ORDER BY id LIMIT 1").scalar()
 
@@ -166,14 +175,30 @@ def main() -> int:
         meet("PATCH (telefoonnummer)", "PATCH", f"/{pad}", {"telefoonnummer": "0612345678"})
         meet("PATCH (adres part)", "PATCH", f"/{pad}", {"adres": {"straatnaam": "Kerkstraat", "huisnummer": 3}})
         meet("DELETE", "DELETE", f"/{pad}", verwacht=204, herhaal=1)
+
+        # Contactmomenten API
+        CM = "/contactmomenten/api/v1"
+        for label, uuid in cm_voorbeelden.items():
+            meet(f"contactmoment read ({label})", "GET", f"{CM}/contactmomenten/{uuid}")
+        if cm_voorbeelden:
+            meet("contactmoment list page 1", "GET", f"{CM}/contactmomenten")
+            meet("contactmoment list page 7", "GET", f"{CM}/contactmomenten?page=7")
+            cm_gen = ContactmomentGenerator(seed=99)
+            nieuw_cm = meet("contactmoment create (medewerkerIdentificatie)", "POST", f"{CM}/contactmomenten",
+                            cm_gen.contactmoment(), 201, herhaal=1)
+            meet("klantcontactmoment create (klant of this server)", "POST", f"{CM}/klantcontactmomenten",
+                 {"contactmoment": nieuw_cm["url"], "rol": "gesprekspartner",
+                  "klant": f"https://klanten.gemeente.example/api/v1/klanten/{klant_uuid}"}, 201, herhaal=1)
     if getattr(app, "relay", None) is not None:
         app.relay.stop()
     engine.dispose()
 
     lijst = {k: v["statements"] for k, v in uitkomst.items() if k.startswith("list")}
+    cm_lijst = {k: v["statements"] for k, v in uitkomst.items() if k.startswith("contactmoment list")}
     constant = len({v for k, v in lijst.items() if "page=last" not in k}) == 1
     print(json.dumps({"method": "in-process probe (SQLAlchemy events on the real app; pg_stat_statements not "
-                                "preloaded)", "list_page_constant": constant, "requests": uitkomst}, indent=1))
+                                "preloaded)", "list_page_constant": constant,
+                      "contactmoment_list_page_constant": len(set(cm_lijst.values())) <= 1, "requests": uitkomst}, indent=1))
     return 0
 
 

@@ -72,11 +72,17 @@ REQUESTS_PER_CONNECTION = int(os.environ.get("REQUESTS_PER_CONNECTION", 20))   #
 SCENARIOS = [
     ("detail", "detail read (GET /klanten/{uuid})", [("detail", 1.0)]),
     ("bsn", "list ?subjectNatuurlijkPersoon__inpBsn=", [("bsn", 1.0)]),
-    ("page", "list page (GET /klanten?page=1..20)", [("page", 1.0)]),
+    ("page", "list page (GET /klanten?page=N, N uniform over all pages)", [("page", 1.0)]),
     ("create", "create (POST /klanten)", [("create", 1.0)]),
     ("patch", "PATCH /klanten/{uuid}", [("patch", 1.0)]),
     ("mix", "80/20 read/write mix", [("detail", 0.5), ("bsn", 0.2), ("page", 0.1), ("create", 0.1), ("patch", 0.1)]),
+    # Contactmomenten API 1.0 (/contactmomenten/api/v1)
+    ("cm_detail", "contactmoment read (GET /contactmomenten/{uuid})", [("cm_detail", 1.0)]),
+    ("cm_page", "contactmoment list page (?page=N, N uniform over all pages)", [("cm_page", 1.0)]),
+    ("cm_create", "contactmoment create (POST /contactmomenten)", [("cm_create", 1.0)]),
+    ("kcm_create", "klantcontactmoment create (local klant URL)", [("kcm_create", 1.0)]),
 ]
+WRITE_KINDS = ("create", "patch", "cm_create")        # kinds whose writes leave a notification in the outbox
 
 
 def log(bericht: str) -> None:
@@ -115,6 +121,15 @@ def aantal_klanten(naam: str) -> int | None:
     try:
         with psycopg.connect(libpq(db_url(naam))) as conn:
             return conn.execute("SELECT count(*) FROM klant").fetchone()[0]
+    except psycopg.Error:
+        return None
+
+
+def aantal_contactmomenten(naam: str) -> int | None:
+    import psycopg
+    try:
+        with psycopg.connect(libpq(db_url(naam))) as conn:
+            return conn.execute("SELECT count(*) FROM contactmoment").fetchone()[0]
     except psycopg.Error:
         return None
 
@@ -616,7 +631,8 @@ def analyseer_profiel(raw: Path) -> dict:
             "top_project_functions_inclusive_pct": pct(functies_incl, 20)}
 
 
-def profileer(tmp: Path, data_file: Path, server: Server, concurrency: int, duur: float) -> dict:
+def profileer(tmp: Path, data_file: Path, server: Server, concurrency: int, duur: float,
+              gekozen: set[str] | None = None) -> dict:
     spy = py_spy()
     if spy is None:
         log("py-spy not found (.venv/bin/pip install py-spy): no profiles")
@@ -626,6 +642,8 @@ def profileer(tmp: Path, data_file: Path, server: Server, concurrency: int, duur
     pids = server.worker_pids()
     resultaten = {}
     for key, label, mix in SCENARIOS:
+        if gekozen is not None and key not in gekozen:
+            continue
         a, b = pids[0], pids[-1]
         log(f"profiling {key}: py-spy on worker {a} (flame graph + stacks, all non-idle threads) and "
             f"worker {b} (stacks of the GIL holder only)")
@@ -702,6 +720,50 @@ def controleer_rijen(server: Server, database: str, voorbeelden: dict[int, dict]
     return {"checked": gecontroleerd, "differences": verschillen}
 
 
+def controleer_cm_rijen(server: Server, database: str, voorbeelden: dict[int, dict]) -> dict:
+    """The same check for contactmomenten: POST the body of seeded contactmomenten; the server's contactmoment
+    and audit rows must equal the seeded ones (except identity, creation moment and URLs)."""
+    import psycopg
+    from psycopg.rows import dict_row
+    verschillen, gecontroleerd = [], 0
+    pad = "/contactmomenten/api/v1/contactmomenten"
+    with psycopg.connect(libpq(db_url(database)), row_factory=dict_row) as conn:
+        for cm_id, body in voorbeelden.items():
+            status, nieuw = server.verzoek("POST", pad, body)
+            if status != 201:
+                verschillen.append(f"POST of seeded contactmoment {cm_id} answered {status}: {nieuw}")
+                continue
+            nieuw_uuid = nieuw["url"].rsplit("/", 1)[1]
+            oud = conn.execute("SELECT *, onderwerp_links::text AS ol FROM contactmoment WHERE id = %s",
+                               (cm_id,)).fetchone()
+            vers = conn.execute("SELECT *, onderwerp_links::text AS ol FROM contactmoment WHERE uuid = %s",
+                                (nieuw_uuid,)).fetchone()
+            for kolom in oud:
+                if kolom not in ("id", "uuid", "aangemaakt", "vorig_contactmoment_id") and oud[kolom] != vers[kolom]:
+                    verschillen.append(f"contactmoment {cm_id} column {kolom}: seeded {oud[kolom]!r} != server "
+                                       f"{vers[kolom]!r}")
+            a_oud = conn.execute("SELECT * FROM contactmoment_audittrail WHERE contactmoment_id = %s",
+                                 (oud["id"],)).fetchone()
+            a_vers = conn.execute("SELECT * FROM contactmoment_audittrail WHERE contactmoment_id = %s",
+                                  (vers["id"],)).fetchone()
+            for kolom in a_oud:
+                if kolom in ("id", "uuid", "contactmoment_id", "aanmaakdatum", "hoofd_object", "resource_url",
+                             "wijzigingen"):
+                    continue
+                if a_oud[kolom] != a_vers[kolom]:
+                    verschillen.append(f"audit of contactmoment {cm_id} column {kolom}: {a_oud[kolom]!r} != "
+                                       f"{a_vers[kolom]!r}")
+            w_oud, w_vers = a_oud["wijzigingen"]["nieuw"], a_vers["wijzigingen"]["nieuw"]
+            for w in (w_oud, w_vers):
+                w.pop("url", None)
+                w.pop("volgendContactmoment", None)        # a later seeded one may follow the seeded one up
+            if w_oud != w_vers or list(w_oud) != list(w_vers):
+                verschillen.append(f"audit of contactmoment {cm_id}: wijzigingen differ")
+            gecontroleerd += 1
+            server.verzoek("DELETE", f"{pad}/{nieuw_uuid}")
+    return {"checked": gecontroleerd, "differences": verschillen}
+
+
 def outbox(database: str) -> dict:
     import psycopg
     with psycopg.connect(libpq(db_url(database))) as conn:
@@ -718,8 +780,9 @@ def fmt(x, nd=0, suffix=""):
 
 
 def tabel(resultaat: dict) -> str:
-    regels = ["| scenario | req/s | × reference (ref. req/s) | target | p50 ms | p99 ms | errors |",
-              "|---|---:|---:|---|---:|---:|---:|"]
+    regels = ["| scenario | req/s | × reference (ref. req/s) | target | p50 ms | p99 ms | errors | "
+              "server CPU ms/req | PostgreSQL CPU ms/req |",
+              "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
     for key, label, _ in SCENARIOS:
         s = resultaat["scenarios"].get(key)
         if not s:
@@ -733,19 +796,50 @@ def tabel(resultaat: dict) -> str:
             tekst += " ✅ met" if s["target_met"] else " ❌ missed"
         else:
             tekst = "–"
+        cpu = m.get("cpu_ms_per_request", {})
         regels.append(f"| {label} | {fmt(m['rps'], 1)} | {ratio} | {tekst} | {fmt(m['p50_ms'], 1)} | "
-                      f"{fmt(m['p99_ms'], 1)} | {fmt(m['errors'])} |")
+                      f"{fmt(m['p99_ms'], 1)} | {fmt(m['errors'])} | {fmt(cpu.get('server_workers'), 2)} | "
+                      f"{fmt(cpu.get('postgresql'), 2)} |")
     rss = resultaat.get("rss", {})
     if rss.get("peak_per_worker_mib"):
         piek = max(rss["peak_per_worker_mib"].values())
         regels.append(f"| peak RSS per worker | {piek:.0f} MiB | {piek / REFERENCE_RSS_MIB:.2f}× "
                       f"({REFERENCE_RSS_MIB:g} MiB) | ≤ {TARGET_RSS_MIB:g} MiB "
-                      f"{'✅ met' if piek <= TARGET_RSS_MIB else '❌ missed'} | | | |")
+                      f"{'✅ met' if piek <= TARGET_RSS_MIB else '❌ missed'} | | | | | |")
     ready = resultaat.get("readiness", {}).get("empty_db_median_s")
     if ready is not None:
         regels.append(f"| ready after `serve` (empty DB) | {ready:.2f} s | – | ≤ {TARGET_READY_S:g} s "
-                      f"{'✅ met' if ready <= TARGET_READY_S else '❌ missed'} | | | |")
+                      f"{'✅ met' if ready <= TARGET_READY_S else '❌ missed'} | | | | | |")
     return "\n".join(regels)
+
+
+def cm_tegen_klant(resultaat: dict) -> dict | None:
+    """Issue #11: a contactmoment read costs no more than a klant read. Ratios contactmoment / klant of the
+    medians (CPU per request, latency, throughput) and of the statements per request (probe)."""
+    sc = resultaat.get("scenarios", {})
+    a, b = sc.get("detail"), sc.get("cm_detail")
+    if not (a and b):
+        return None
+    ka, kb = a["median"], b["median"]
+    deel = lambda x, y: round(x / y, 2) if x is not None and y else None  # noqa: E731
+    uit = {"server_cpu_ms_per_request": deel(kb["cpu_ms_per_request"]["server_workers"],
+                                             ka["cpu_ms_per_request"]["server_workers"]),
+           "postgresql_cpu_ms_per_request": deel(kb["cpu_ms_per_request"]["postgresql"],
+                                                 ka["cpu_ms_per_request"]["postgresql"]),
+           "p50_ms": deel(kb["p50_ms"], ka["p50_ms"]), "p99_ms": deel(kb["p99_ms"], ka["p99_ms"]),
+           "rps": deel(kb["rps"], ka["rps"])}
+    q = resultaat.get("queries", {}).get("requests", {})
+    st_k = [v["statements"] for k, v in q.items() if k.startswith("detail read")]
+    st_c = [v["statements"] for k, v in q.items() if k.startswith("contactmoment read")]
+    if st_k and st_c:
+        uit["statements_per_request"] = deel(max(st_c), max(st_k))
+    # "costs no more": CPU per request of server and database together, and latency
+    totaal_k = ka["cpu_ms_per_request"]["server_workers"] + ka["cpu_ms_per_request"]["postgresql"]
+    totaal_c = kb["cpu_ms_per_request"]["server_workers"] + kb["cpu_ms_per_request"]["postgresql"]
+    uit["total_cpu_ms_per_request"] = deel(totaal_c, totaal_k)
+    uit["costs_no_more"] = totaal_c <= totaal_k * 1.05 and kb["p50_ms"] <= ka["p50_ms"] * 1.05
+    uit["tolerance"] = "5% (run-to-run noise of medians on this shared machine)"
+    return uit
 
 
 READ_SCENARIOS = ("detail", "bsn", "page")
@@ -826,6 +920,8 @@ def git_info() -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Klanten API benchmark (PostgreSQL, klanten-api serve --workers 2)")
     p.add_argument("--size", type=int, default=int(os.environ.get("SIZE", 100_000)))
+    p.add_argument("--contactmomenten", type=int, default=None,
+                   help="contactmomenten to seed (default: as many as klanten)")
     p.add_argument("--duration", type=float, default=float(os.environ.get("DURATION", 10)))
     p.add_argument("--runs", type=int, default=int(os.environ.get("RUNS", 3)))
     p.add_argument("--concurrency", type=int, default=int(os.environ.get("CONCURRENCY", 8)))
@@ -843,6 +939,8 @@ def main(argv=None) -> int:
                         "CPU (0: do not wait); their CPU use during the runs is reported as other_processes")
     p.add_argument("--output", help="results file (default bench/results/<date>[-<size>].json)")
     args = p.parse_args(argv)
+    if args.contactmomenten is None:
+        args.contactmomenten = args.size
     gekozen = set(args.scenarios.split(","))
     onbekend = gekozen - {k for k, _, _ in SCENARIOS}
     if onbekend:
@@ -850,7 +948,7 @@ def main(argv=None) -> int:
     if not KLANTEN_API.exists():
         raise SystemExit(f"bench: {KLANTEN_API} not found; run `make install` first")
 
-    from dataset import Generator, RijenBouwer, seed as seed_db
+    from dataset import CmRijenBouwer, Generator, RijenBouwer, seed as seed_db, seed_contactmomenten
     import jwt
     import yaml
 
@@ -874,15 +972,18 @@ def main(argv=None) -> int:
         auth.write_text(yaml.safe_dump({"applicaties": [{
             "label": LABEL, "clientIds": [CLIENT_ID], "secret": geheim, "heeftAlleAutorisaties": False,
             "scopes": ["klanten.lezen", "klanten.aanmaken", "klanten.bijwerken", "klanten.verwijderen",
-                       "audittrails.lezen"]}]}))
+                       "audittrails.lezen", "contactmomenten.lezen", "contactmomenten.aanmaken",
+                       "contactmomenten.bijwerken", "contactmomenten.verwijderen"]}]}))
         token = jwt.encode({"iss": CLIENT_ID, "iat": int(time.time()), "client_id": CLIENT_ID, "user_id": "bench",
                             "user_representation": "Benchmark"}, geheim, algorithm="HS256")
         database_url = db_url(DB_NAAM)
 
         # ---- 1-2: database and data ----
         bestaand = aantal_klanten(DB_NAAM) if args.reuse else None
+        bestaand_cm = aantal_contactmomenten(DB_NAAM) if args.reuse else None
         bouwer = RijenBouwer(BASE_URL, CLIENT_ID, LABEL)
-        if bestaand is not None and bestaand >= args.size:
+        cm_voorbeelden: dict[int, dict] = {}
+        if bestaand is not None and bestaand >= args.size and (bestaand_cm or 0) >= args.contactmomenten:
             log(f"reusing {DB_NAAM} ({bestaand:,} klanten)")
             resultaat["seeding"] = {"reused": True, "klanten": bestaand}
             migreer(server_env(database_url, auth, None))
@@ -898,6 +999,18 @@ def main(argv=None) -> int:
                                     "rows_per_second": round(s.aantal / s.seconden)}
             log(f"seeded {s.aantal:,} klanten in {s.seconden:.1f} s ({s.aantal / s.seconden:,.0f}/s; building the "
                 f"rows {s.genereren_seconden:.1f} s, indexes {s.indexen_seconden:.1f} s)")
+            if args.contactmomenten:
+                log(f"seeding {args.contactmomenten:,} contactmomenten (COPY; klantcontactmomenten to seeded klanten)")
+                cs = seed_contactmomenten(libpq(database_url), args.contactmomenten,
+                                          CmRijenBouwer(BASE_URL, CLIENT_ID, LABEL), s.uuids, BASE_URL,
+                                          seed_waarde=args.seed)
+                cm_voorbeelden = cs.voorbeelden
+                resultaat["seeding"]["contactmomenten"] = {
+                    "contactmomenten": cs.aantal, "with_vorig_contactmoment": cs.met_vorig,
+                    "klantcontactmomenten": cs.klantcontactmomenten, "seconds": round(cs.seconden, 1),
+                    "rows_per_second": round(cs.aantal / cs.seconden)}
+                log(f"seeded {cs.aantal:,} contactmomenten ({cs.met_vorig:,} with a vorigContactmoment, "
+                    f"{cs.klantcontactmomenten:,} klantcontactmomenten) in {cs.seconden:.1f} s")
 
         # the data the load generator picks from
         import psycopg
@@ -910,15 +1023,27 @@ def main(argv=None) -> int:
                                           "GROUP BY 1").fetchall())
             met_adres = conn.execute("SELECT avg(adres_aanwezig::int) FROM klant").fetchone()[0]
             db_grootte = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()[0]
+            cm_uuids = [str(r[0]) for r in conn.execute(
+                "SELECT uuid FROM contactmoment WHERE id <= %s ORDER BY id", (args.contactmomenten,)).fetchall()]
+            cm_telling = conn.execute(
+                "SELECT (SELECT count(*) FROM contactmoment), "
+                "(SELECT count(*) FROM contactmoment WHERE vorig_contactmoment_id IS NOT NULL), "
+                "(SELECT count(*) FROM klantcontactmoment)").fetchone()
         resultaat["dataset"] = {"subject_types": verdeling, "with_adres": round(float(met_adres), 3),
-                                "distinct_bsns": len(bsns), "database_size": db_grootte}
+                                "distinct_bsns": len(bsns), "database_size": db_grootte,
+                                "contactmomenten": cm_telling[0], "with_vorig_contactmoment": cm_telling[1],
+                                "klantcontactmomenten": cm_telling[2]}
         rng = __import__("random").Random(args.seed)
         data_file = tmp / "data.json"
         data_file.write_text(json.dumps({
             "uuids": uuids if len(uuids) <= 200_000 else rng.sample(uuids, 200_000),
             "bsns": bsns if len(bsns) <= 200_000 else rng.sample(bsns, 200_000),
             "bronorganisaties": list(Generator(seed=args.seed).bronorganisaties),
-            "pages": max(1, min(20, math.ceil(args.size / 100)))}))
+            # pages drawn uniformly from the whole list, as clients that page through it (or jump to a page)
+            # reach them: not only the first ones (100 per page, the service's PAGINAGROOTTE)
+            "pages": max(1, math.ceil(args.size / 100)),
+            "cm_uuids": cm_uuids if len(cm_uuids) <= 200_000 else rng.sample(cm_uuids, 200_000),
+            "cm_pages": max(1, math.ceil(len(cm_uuids) / 100)), "base_url": BASE_URL}))
 
         # the exactness check uses the first seeded klanten of each subject type without a subject URL
         gen = Generator(seed=args.seed)
@@ -975,6 +1100,10 @@ def main(argv=None) -> int:
 
                 # ---- 6: rows as the server writes them ----
                 check = controleer_rijen(server, DB_NAAM, voorbeelden)
+                cm_check = controleer_cm_rijen(server, DB_NAAM, cm_voorbeelden)
+                check["checked"] += cm_check["checked"]
+                check["differences"] += cm_check["differences"]
+                check["contactmomenten_checked"] = cm_check["checked"]
                 resultaat["row_check"] = check
                 if check["differences"]:
                     log("WARNING: seeded rows differ from what the server writes:\n  "
@@ -997,7 +1126,7 @@ def main(argv=None) -> int:
                         continue
                     if args.warmup > 0:
                         laad(tmp, data_file, server, mix, args.warmup, args.concurrency, seed=args.seed * 100)
-                    if any(k in ("create", "patch") for k, _ in mix):
+                    if any(k in WRITE_KINDS for k, _ in mix):
                         wacht_op_outbox(DB_NAAM)        # the warm-up's notifications are not this run's load
                     if args.quiet_wait > 0:
                         wacht_op_rust(args.quiet_wait)
@@ -1022,12 +1151,16 @@ def main(argv=None) -> int:
                         met = med["rps"] >= doel["rps"] and ("p99_ms" not in doel or med["p99_ms"] <= doel["p99_ms"])
                     ref = REFERENCE.get(key)
                     relay = None
-                    if any(k in ("create", "patch") for k, _ in mix):
+                    if any(k in WRITE_KINDS for k, _ in mix):
                         relay = wacht_op_outbox(DB_NAAM)
                         log(f"{key:7s} notification relay: {relay['pending_after_load']} pending after the last run, "
                             f"drained in {relay['drained_in_s']} s")
                     med["cpu_cores"] = {c: round(mediaan([u["cpu_cores"][c] for u in runs]), 2)
                                         for c in runs[0]["cpu_cores"] if c != "per_worker"}
+                    # CPU per request: each run's cores divided by its own requests per second, then the median
+                    med["cpu_ms_per_request"] = {
+                        c: round(mediaan([1000 * u["cpu_cores"][c] / u["rps"] for u in runs if u["rps"]]), 2)
+                        for c in ("server_workers", "relay", "postgresql")}
                     resultaat["scenarios"][key] = {
                         "label": label, "mix": mix, "median": med, "notification_relay": relay,
                         "postgresql_activity": pg_tijdens,
@@ -1047,7 +1180,8 @@ def main(argv=None) -> int:
 
                 # ---- 8: profiles ----
                 if args.profile:
-                    resultaat["profiles"] = profileer(tmp, data_file, server, args.concurrency, args.duration)
+                    resultaat["profiles"] = profileer(tmp, data_file, server, args.concurrency, args.duration,
+                                                      gekozen)
             finally:
                 server.stop()
                 resultaat["server_log"] = logboek_samenvatting(server.logpad)
@@ -1060,6 +1194,7 @@ def main(argv=None) -> int:
     resultaat["finished"] = dt.datetime.now().isoformat(timespec="seconds")
     resultaat["table_markdown"] = tabel(resultaat)
     resultaat["compared_to_100k"] = vergelijk_met_100k(resultaat, BENCH / "results")
+    resultaat["contactmoment_read_vs_klant_read"] = cm_tegen_klant(resultaat)
     uit = Path(args.output) if args.output else BENCH / "results" / (
         f"{resultaat['date']}.json" if args.size == 100_000 else f"{resultaat['date']}-{args.size}.json")
     uit.parent.mkdir(parents=True, exist_ok=True)
@@ -1081,6 +1216,12 @@ def main(argv=None) -> int:
                   f"{k} p50 {v['p50_ms_100k']} -> {v['p50_ms']} ms = {v['ratio']}x "
                   f"{'✅' if v['within_1_5x'] else '❌'} (≤ {MAX_LATENCY_RATIO}x)"
                   for k, v in vergelijking["scenarios"].items()))
+    r_cm = resultaat.get("contactmoment_read_vs_klant_read")
+    if r_cm:
+        print(f"Contactmoment read / klant read: total CPU per request {r_cm['total_cpu_ms_per_request']}x (server "
+              f"{r_cm['server_cpu_ms_per_request']}x, PostgreSQL {r_cm['postgresql_cpu_ms_per_request']}x), p50 "
+              f"{r_cm['p50_ms']}x, p99 {r_cm['p99_ms']}x, req/s {r_cm['rps']}x, statements "
+              f"{r_cm.get('statements_per_request')}x: {'✅ costs no more' if r_cm['costs_no_more'] else '❌ costs more'}")
     print("CPU in cores during the runs (medians; the machine has "
           f"{resultaat['machine']['cores']}): server workers / relay process / PostgreSQL / load generator / other processes / "
           "steal (taken by the hypervisor)")
