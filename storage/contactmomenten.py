@@ -66,6 +66,9 @@ _VAN = (contactmoment.outerjoin(_VORIG, _VORIG.c.id == contactmoment.c.vorig_con
         .outerjoin(_VOLGEND, _VOLGEND.c.vorig_contactmoment_id == contactmoment.c.id))
 _SELECT = sa.select(contactmoment, _VORIG.c.uuid.label("vorig_uuid"), _VOLGEND.c.uuid.label("volgend_uuid")) \
     .select_from(_VAN)
+# the detail read built once (building it per call cost SQLAlchemy a cache-key walk over both joins per request)
+_GET = _SELECT.where(contactmoment.c.uuid == sa.bindparam("uuid", type_=contactmoment.c.uuid.type))
+_GET_VOOR_WIJZIGING = _GET.with_for_update(of=contactmoment)
 
 
 def _contactmoment(row) -> Contactmoment:
@@ -82,10 +85,7 @@ class ContactmomentenRepository:
         self.conn = conn
 
     def get(self, uuid: uuid_mod.UUID, *, for_update: bool = False) -> Contactmoment | None:
-        q = _SELECT.where(contactmoment.c.uuid == uuid)
-        if for_update:
-            q = q.with_for_update(of=contactmoment)
-        row = self.conn.execute(q).first()
+        row = self.conn.execute(_GET_VOOR_WIJZIGING if for_update else _GET, {"uuid": uuid}).first()
         return _contactmoment(row) if row else None
 
     def id_van(self, uuid: uuid_mod.UUID) -> int | None:
@@ -130,7 +130,10 @@ class ContactmomentenRepository:
                               "lt": kolom < waarde, "lte": kolom <= waarde}[op])
             else:
                 where.append(contactmoment.c[naam] == waarde)
-        count = self.conn.execute(sa.select(sa.func.count()).select_from(_VAN).where(*where)).scalar_one()
+        # both joins add at most one row each (vorig is one row, and vorig_contactmoment_id is unique), so the count
+        # needs them only when a filter is on them
+        bron = _VAN if {"vorigContactmoment", "volgendContactmoment"} & set(filters) else contactmoment
+        count = self.conn.execute(sa.select(sa.func.count()).select_from(bron).where(*where)).scalar_one()
         if offset >= count:
             return count, []
         order = []
@@ -162,12 +165,16 @@ class _RelatieRepository:
     url_veld: str          # klant / object
     keuze: tuple[str, str]  # (API field, column): rol / objectType
 
+    def __init_subclass__(cls, **kwargs):
+        # the join and the select built once per relation table, not per unit of work
+        super().__init_subclass__(**kwargs)
+        t = cls.tabel
+        cls._van = t.join(contactmoment, contactmoment.c.id == t.c.contactmoment_id)
+        cls._select = sa.select(t.c.id, t.c.uuid, contactmoment.c.uuid.label("cm_uuid"), t.c[cls.url_veld],
+                                t.c[cls.keuze[1]]).select_from(cls._van)
+
     def __init__(self, conn: sa.Connection):
         self.conn = conn
-        t = self.tabel
-        self._van = t.join(contactmoment, contactmoment.c.id == t.c.contactmoment_id)
-        self._select = sa.select(t.c.id, t.c.uuid, contactmoment.c.uuid.label("cm_uuid"), t.c[self.url_veld],
-                                 t.c[self.keuze[1]]).select_from(self._van)
 
     def _relatie(self, row) -> Relatie:
         return Relatie(row[0], row[1], row[2], {self.url_veld: row[3], self.keuze[0]: row[4]})

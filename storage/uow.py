@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid as uuid_mod
+from functools import cached_property
 from typing import NamedTuple
 
 import sqlalchemy as sa
@@ -68,14 +69,36 @@ class UnitOfWork:
             self._tx = None
         else:
             self._tx = self.conn.begin()
-        self.klanten = KlantenRepository(self.conn)
-        self.audittrail = AuditTrailRepository(self.conn)
-        self.notificaties = NotificatieRepository(self.conn)
-        self.contactmomenten = ContactmomentenRepository(self.conn)
-        self.klantcontactmomenten = KlantContactmomentenRepository(self.conn)
-        self.objectcontactmomenten = ObjectContactmomentenRepository(self.conn)
-        self.cm_audittrail = AuditTrailRepository(self.conn, contactmoment_audittrail, "contactmoment_id")
         return self
+
+    # repositories are made on first use: a request touches one or two of them, and each costs a little to make
+    @cached_property
+    def klanten(self) -> KlantenRepository:
+        return KlantenRepository(self.conn)
+
+    @cached_property
+    def audittrail(self) -> AuditTrailRepository:
+        return AuditTrailRepository(self.conn)
+
+    @cached_property
+    def notificaties(self) -> NotificatieRepository:
+        return NotificatieRepository(self.conn)
+
+    @cached_property
+    def contactmomenten(self) -> ContactmomentenRepository:
+        return ContactmomentenRepository(self.conn)
+
+    @cached_property
+    def klantcontactmomenten(self) -> KlantContactmomentenRepository:
+        return KlantContactmomentenRepository(self.conn)
+
+    @cached_property
+    def objectcontactmomenten(self) -> ObjectContactmomentenRepository:
+        return ObjectContactmomentenRepository(self.conn)
+
+    @cached_property
+    def cm_audittrail(self) -> AuditTrailRepository:
+        return AuditTrailRepository(self.conn, contactmoment_audittrail, "contactmoment_id")
 
     def vastleggen(self, *, audit: AuditRegel | ContactmomentAuditRegel | None, bericht: Bericht | None) -> None:
         """What a write leaves besides the klant (or contactmoment) itself: its audit row and its outbox message
