@@ -113,6 +113,13 @@ def before_load_schema(raw_schema) -> None:
             "parameters": {"contactmoment_uuid": "$request.path.contactmoment_uuid", "uuid": "$response.body#/0/uuid"}}}
 
 
+def _cm_prefix() -> str:
+    """Where a contactmoment of the server under test starts (a link's value is kept only if it is one: the
+    CLI also infers links from every Location header, an objectcontactmoment's included)."""
+    base = os.environ.get("KLANTEN_ST_CM_URL")
+    return f"{base}/contactmomenten/" if base else "\0"
+
+
 def _reference_url(value) -> bool:
     if not isinstance(value, str):
         return False
@@ -161,7 +168,7 @@ def map_case(case, positive: bool) -> None:
     elif case.path in ("/klantcontactmomenten", "/objectcontactmomenten"):
         # cm-004 / cm-005: a contactmoment of this server (kept when a link put it there) and a klant or zaak the
         # server can resolve, both fresh, since (contactmoment, klant, rol) and (contactmoment, object) are unique
-        if not str(body.get("contactmoment", "")).startswith(os.environ.get("KLANTEN_ST_CM_URL") or "\0"):
+        if not str(body.get("contactmoment", "")).startswith(_cm_prefix()):
             body["contactmoment"] = _VERS
         if case.path == "/klantcontactmomenten":
             body["klant"] = _VERS_KLANT
@@ -206,10 +213,20 @@ def prepare(case, positive: bool) -> None:
     body = case.body
     verwijzing = body.get("contactmoment")
     if positive and case.path in ("/klantcontactmomenten", "/objectcontactmomenten") and isinstance(verwijzing, str) \
-            and verwijzing.startswith(os.environ.get("KLANTEN_ST_CM_URL") or "\0") and not _bestaat(verwijzing):
+            and verwijzing.startswith(_cm_prefix()) and not _bestaat(verwijzing):
         # a link's contactmoment that an earlier step of the sequence deleted: 400 does_not_exist is right
         # then, but the case counts as positive, so it gets a contactmoment that exists
         body["contactmoment"] = _VERS
+    if positive and case.method.upper() == "POST":
+        # also when map_case did not see the final body (a stateful step merges a link's values into a
+        # generated body): a positive relation gets a resolvable klant or zaak
+        if case.path == "/klantcontactmomenten":
+            body["klant"] = _VERS_KLANT
+        elif case.path == "/objectcontactmomenten":
+            body["object"] = _VERS_ZAAK
+        if case.path in ("/klantcontactmomenten", "/objectcontactmomenten") and not (
+                isinstance(body.get("contactmoment"), str) and body["contactmoment"].startswith(_cm_prefix())):
+            body["contactmoment"] = _VERS
     for naam in ("vorigContactmoment", "contactmoment"):
         if _vers(body.get(naam), _VERS):
             body[naam] = _maak(f"{os.environ['KLANTEN_ST_CM_URL']}/contactmomenten",
