@@ -72,11 +72,12 @@ def before_load_schema(raw_schema) -> None:
     for naam in ("medewerker", "initiatiefnemer"):
         if naam in cm and "anyOf" not in cm[naam]:
             cm[naam] = {"anyOf": [cm[naam], {"type": "string", "maxLength": 0}]}
-    # Empty filter values are no filter (as for Klanten, README "Conformance"); only "" is added.
+    # Empty filter values are no filter, an empty `ordering` the default order (as for Klanten, README
+    # "Conformance"; django-filter and DRF's OrderingFilter skip them); only "" is added.
     for path in ("/contactmomenten", "/klantcontactmomenten", "/objectcontactmomenten"):
         for p in paths.get(path, {}).get("get", {}).get("parameters", []):
             s = p.get("schema", {})
-            if p.get("in") == "query" and p.get("name") not in ("page", "ordering") and s.get("type") == "string" \
+            if p.get("in") == "query" and p.get("name") != "page" and s.get("type") == "string" \
                     and any(k in s for k in ("enum", "format", "pattern", "minLength")):
                 p["schema"] = {"anyOf": [s, {"type": "string", "maxLength": 0}]}
     # PATCH is a partial update (`{}` is 200): its body is the ContactMoment without the top-level `required`.
