@@ -151,6 +151,11 @@ def map_case(case, positive: bool) -> None:
     if case.path == "/contactmomenten" or case.path == "/contactmomenten/{uuid}":
         if "bronorganisatie" in body:
             body["bronorganisatie"] = VALID_RSIN
+        datum = body.get("registratiedatum")
+        if isinstance(datum, str) and datum[:4] in ("0001", "9999"):
+            # a date-time at the edge of the calendar that has no UTC equivalent (0001-01-01T00:00+01:00) is
+            # refused (400, stored as UTC); any other date-time is kept
+            body["registratiedatum"] = "2020-01-01T12:00:00+01:00"
         if "medewerker" in body and body["medewerker"] and not _reference_url(body["medewerker"]):
             body["medewerker"] = MEDEWERKER
         if isinstance(body.get("onderwerpLinks"), list):
