@@ -12,6 +12,8 @@ from collections import Counter
 
 import schemathesis
 
+import st_hooks_cm      # the Contactmomenten document's adaptations (one global hook registry: dispatched here)
+
 # bronorganisatie must pass the 11-proef (the standard's RSIN rule); the schema can only say "string of
 # at most 9 characters", so positive (schema-valid) cases get a valid RSIN.
 VALID_RSIN = "123456782"
@@ -30,6 +32,8 @@ def before_load_schema(context, raw_schema):
                 # still generated for the request body (-> 415).
                 op["parameters"] = [p for p in op["parameters"]
                                     if not (p.get("in") == "header" and p.get("name", "").lower() == "content-type")]
+    if st_hooks_cm.is_cm_document(raw_schema):
+        st_hooks_cm.before_load_schema(raw_schema)
     # Answers the reference gives (and the standard asks for) that its contract leaves out:
     #  - klant_list: 404 "Ongeldige pagina." for a page beyond the last (ZGW/DRF pagination);
     #  - audittrail_list: 404 for an unknown klant;
@@ -120,6 +124,11 @@ def _positive(case) -> bool:
 @schemathesis.hook
 def map_case(context, case):
     """Positive (schema-valid) bodies are made to satisfy the rules a schema cannot express."""
+    if st_hooks_cm.is_cm_case(case):
+        st_hooks_cm.map_case(case, _positive(case))
+        if _positive(case) and isinstance(case.body, dict):
+            _zonder_nul(case.body)
+        return case
     if _positive(case) and isinstance(case.query, dict):
         # the list's known filters are validated as the reference does (RSIN 11-proef, URL rules)
         if case.query.get("bronorganisatie"):
@@ -154,6 +163,8 @@ CALLS: Counter = Counter()
 @schemathesis.hook
 def before_call(context, case, kwargs):
     prepare(case, os.environ.get("KLANTEN_ST_SUBJECT_URL", ""))
+    if st_hooks_cm.is_cm_case(case):
+        st_hooks_cm.prepare(case, _positive(case))
 
 
 @schemathesis.hook
