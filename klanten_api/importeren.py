@@ -150,8 +150,11 @@ class HttpBron:
         return regels
 
 
+BESTAND_SOORTEN = ("klant", "contactmoment", "klantcontactmoment", "objectcontactmoment")
+
+
 def bestand_regels(pad: str):
-    """(klant, audittrail) per line of an export file (`-`: stdin)."""
+    """(kind, item, audittrail) per line of an export file (`-`: stdin); kind is one of BESTAND_SOORTEN."""
     stroom = sys.stdin if pad == "-" else open(pad, encoding="utf-8")
     try:
         for nummer, regel in enumerate(stroom, 1):
@@ -161,9 +164,10 @@ def bestand_regels(pad: str):
                 item = json.loads(regel)
             except ValueError:
                 raise BronFout(f"line {nummer} of the file is not JSON") from None
-            if not isinstance(item, dict) or "klant" not in item:
-                raise BronFout(f"line {nummer} of the file is not an export line (no `klant`)")
-            yield item["klant"], item.get("audittrail", [])
+            soort = next((k for k in BESTAND_SOORTEN if isinstance(item, dict) and k in item), None)
+            if soort is None:
+                raise BronFout(f"line {nummer} of the file is not an export line (no `klant` or `contactmoment`)")
+            yield soort, item[soort], item.get("audittrail", [])
     finally:
         if stroom is not sys.stdin:
             stroom.close()
@@ -537,10 +541,19 @@ class Importeur:
         totaal = None
         if pad != "-" and Path(pad).is_file():
             with open(pad, "rb") as f:
-                totaal = sum(1 for regel in f if regel.strip())
+                # klant lines (the export writes each line's kind as its first key)
+                totaal = sum(1 for regel in f if regel.strip() and not regel.lstrip().startswith(
+                    (b'{"contactmoment"', b'{"klantcontactmoment"', b'{"objectcontactmoment"')))
         r.bron_aantal = totaal
         batch, klaar, gezien = [], 0, set()
-        for klant, audittrail in bestand_regels(pad):
+        cm_paren, relaties = [], {soort: [] for soort in RELATIES}
+        for soort, klant, audittrail in bestand_regels(pad):
+            if soort == "contactmoment":
+                cm_paren.append((klant, audittrail))
+                continue
+            if soort != "klant":
+                relaties[soort + "en"].append(klant)
+                continue
             uitkomst = self.beoordeel(klant, audittrail)
             if uitkomst.uuid is not None and uitkomst.uuid in gezien:
                 r.dubbel += 1
@@ -561,6 +574,16 @@ class Importeur:
             r.bron_aantal = r.bron_gelezen
         if voortgang:
             voortgang.update(klaar, totaal, klaar=True)
+        if cm_paren or any(relaties.values()):
+            from service.importeren import uuid_uit_url
+            # served twice in a file: once (as the klanten)
+            uniek = {uuid_uit_url(cm.get("url")) if isinstance(cm, dict) else None: (cm, a) for cm, a in cm_paren}
+            c = r.cm_teller("contactmomenten")
+            c["count"] = c["gelezen"] = len(uniek)
+            self.verwerk_contactmomenten(list(uniek.values()))
+            for soort, items in relaties.items():
+                self.verwerk_relaties(soort, [(None, items)])
+                r.cm_teller(soort)["count"] = r.cm_teller(soort)["gelezen"]
         return r
 
     # ---- contactmomenten (--from-contactmomenten) ----
