@@ -4,16 +4,15 @@ HTTP, with the credentials taken from KLANTEN_SERVICES_CONFIG (no secret on the 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import yaml
 
 from cm_hulp import CmApi, cm_body
-from conftest import ALLE, SECRET
+from conftest import ALLE, SECRET, Api
 from test_import import _env, herschreven, importeer, tweede_database, vul  # noqa: F401 (fixture)
 from test_objectcontactmoment import ZRC_SECRET, ZakenApi
-
-import subprocess
-import sys
 from test_import import ROOT
 
 
@@ -36,7 +35,6 @@ def test_contactmomenten_import_keeps_chains_relations_and_audit_rows(server_fac
     diensten.write_text(yaml.safe_dump(bron_srv_cfg))
     bron_srv = server_factory(database_url=tweede_database, services_config=diensten,
                               cm_zaak_relatie_controle=False)
-    from conftest import Api
     bron_klanten, bron = Api(bron_srv.url), CmApi(bron_srv.url)
     ons = CmApi(server.url)
     klanten = vul(bron_klanten, 2, patches=False)
@@ -96,10 +94,12 @@ def test_contactmomenten_import_keeps_chains_relations_and_audit_rows(server_fac
                             w["url"] = herschreven(w["url"], bron.root, ons.root)
                 assert ro == rb
 
-    # a second run: everything identical, skipped; a changed contactmoment is reported, exit 1
-    res = run()
+    # a changed contactmoment is reported and left alone (exit 1) until --overwrite
+    # a second run, the service named (a prefix of both configured apiRoots): everything identical, skipped
+    res = run("--service", bron_srv.url)
     assert res.returncode == 0, res.stdout + res.stderr
     assert json.loads(rapport.read_text())["contactmomenten"]["contactmomenten"]["al_aanwezig"] == 5
+    assert run("--service", "https://onbekend.example/api/").returncode != 0
     assert bron.patch(losse, {"tekst": "anders"}).status_code == 200
     res = run()
     assert res.returncode == 1, res.stdout + res.stderr
