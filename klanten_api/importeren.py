@@ -341,6 +341,7 @@ class Importeur:
         self.verzoek = Verzoek(base_url=settings.base_url or "http://localhost")
         self.engine, self.settings = engine, settings
         self._cms = None
+        self._cm_bron_uuids: set = set()       # contactmomenten the source brings (for a dry run's links)
         self.overschrijven, self.dry_run, self.batch = overschrijven, dry_run, batch
         self.rapport = rapport or Rapport(dry_run=dry_run)
 
@@ -645,6 +646,7 @@ class Importeur:
             r.overgeslagen.extend((f"contactmoment {k.uuid} audittrail[{n}]", reden) for n, reden in k.overgeslagen)
             r.conversies.update(k.conversies)
             kandidaten[k.uuid] = k
+        self._cm_bron_uuids |= set(kandidaten)
         # vorigContactmoment is a foreign key to a row that must exist: predecessors first (a chain's order)
         volgorde, geplaatst = [], set()
         for k in kandidaten.values():
@@ -670,7 +672,8 @@ class Importeur:
                     vorig_id = None
                     if k.vorig_uuid is not None:
                         vorig_id = uow.contactmomenten.id_van(k.vorig_uuid)
-                        if vorig_id is None:
+                        # (a dry run commits nothing: a predecessor of an earlier batch counts as there)
+                        if vorig_id is None and not (self.dry_run and k.vorig_uuid in self._cm_bron_uuids):
                             uitkomst.append(("overgeslagen", naam, "vorigContactmoment: not in the source nor here"))
                             continue
                     b = uow.contactmomenten.get(k.uuid)
@@ -783,6 +786,9 @@ class Importeur:
                 for k in kandidaten:
                     naam = f"{soort[:-2]} {k.uuid}"
                     cm_id = uow.contactmomenten.id_van(k.contactmoment_uuid)
+                    if cm_id is None and self.dry_run and k.contactmoment_uuid in self._cm_bron_uuids:
+                        tellers["nieuw"] += 1
+                        continue
                     if cm_id is None:
                         uitkomst.append(("overgeslagen", naam, "contactmoment: not here (not imported)"))
                         continue

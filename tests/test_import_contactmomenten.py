@@ -68,7 +68,12 @@ def test_contactmomenten_import_keeps_chains_relations_and_audit_rows(server_fac
                                "--rewrite-base", f"{bron.root}={ons.root}", "--report", str(rapport), *extra],
                               env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
-    res = run()
+    res = run("--dry-run", "--batch", "2")       # predecessors in an earlier (uncommitted) batch
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert json.loads(rapport.read_text())["contactmomenten"]["contactmomenten"]["nieuw"] == 5
+    assert alle(ons, "contactmomenten") == {}
+
+    res = run("--batch", "2")
     assert res.returncode == 0, res.stdout + res.stderr
     data = json.loads(rapport.read_text())
     assert data["contactmomenten"]["contactmomenten"]["nieuw"] == 5
