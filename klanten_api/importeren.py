@@ -96,7 +96,8 @@ class HttpBron:
                 continue
             if resp.status_code != 200:
                 raise BronFout(f"GET {urlsplit(url).path} answered HTTP {resp.status_code}"
-                               + (" (check --client-id/--secret and the scopes klanten.lezen, audittrails.lezen)"
+                               + (" (check the credentials and the scopes klanten.lezen or contactmomenten.lezen, "
+                                  "and audittrails.lezen)"
                                   if resp.status_code in (401, 403) else ""))
             try:
                 return resp.json()
@@ -272,7 +273,8 @@ class Rapport:
             r.append(f"  {soort}: source {c['gelezen']} read (count served: {c.get('count')}), "
                      f"{c['bron_regels']} audit rows; import {c['nieuw']} new, {c['al_aanwezig']} already here and "
                      f"identical, {c['vervangen']} overwritten, {c['regels_geschreven']} audit rows written"
-                     + ("" if self.dry_run else f"; here {c['geverifieerd']} identical to the source"))
+                     + ("" if self.dry_run else f"; here {c['geverifieerd']} identical to the source")
+                     + (f"; {c['verdwenen']} deleted in the source meanwhile" if c["verdwenen"] else ""))
         r.append("  result:  " + ("CLEAN: every klant and audit row of the source is here" if self.schoon
                                   else "DIFFERENCES: see above"))
         return "\n".join(r)
@@ -634,8 +636,7 @@ class Importeur:
         for cm, trail in paren:
             u = uuid_uit_url(cm.get("url")) if isinstance(cm, dict) else None
             if trail is None:
-                c["verdwenen"] += 1
-                r.verdwenen.append(u)
+                c["verdwenen"] += 1      # deleted in the source meanwhile (not in r.verdwenen: those are klanten)
                 continue
             c["bron_regels"] += len(trail) if isinstance(trail, list) else 0
             try:
