@@ -96,7 +96,8 @@ class HttpBron:
                 continue
             if resp.status_code != 200:
                 raise BronFout(f"GET {urlsplit(url).path} answered HTTP {resp.status_code}"
-                               + (" (check --client-id/--secret and the scopes klanten.lezen, audittrails.lezen)"
+                               + (" (check the credentials and the scopes klanten.lezen or contactmomenten.lezen, "
+                                  "and audittrails.lezen)"
                                   if resp.status_code in (401, 403) else ""))
             try:
                 return resp.json()
@@ -104,17 +105,17 @@ class HttpBron:
                 raise BronFout(f"GET {urlsplit(url).path} did not answer JSON") from None
         raise BronFout(f"the source did not answer after {self.pogingen} attempts ({laatste})")
 
-    def _volgende(self, link) -> str | None:
+    def _volgende(self, link, resource: str = "klanten") -> str | None:
         """A `next` link taken onto our root: its query only. The source builds links from its own idea of its
         host name, which after the switch may well be this server."""
         if not isinstance(link, str) or not link:
             return None
         query = urlsplit(link).query
-        return f"{self.root}/klanten" + (f"?{query}" if query else "")
+        return f"{self.root}/{resource}" + (f"?{query}" if query else "")
 
-    def paginas(self):
-        """(count as served, klanten of the page) for every page of the klant list."""
-        url, gezien = f"{self.root}/klanten", set()
+    def paginas(self, resource: str = "klanten"):
+        """(count as served, items of the page) for every page of a list (klanten, contactmomenten, ...)."""
+        url, gezien = f"{self.root}/{resource}", set()
         while url and url not in gezien:
             gezien.add(url)
             pagina = self.get(url)
@@ -122,20 +123,20 @@ class HttpBron:
                 yield len(pagina), pagina
                 return
             if not isinstance(pagina, dict) or not isinstance(pagina.get("results"), list):
-                raise BronFout("the klant list is not a Klanten API list (no `results`)")
+                raise BronFout(f"the {resource} list is not a paginated API list (no `results`)")
             yield pagina.get("count"), pagina["results"]
-            url = self._volgende(pagina.get("next"))
+            url = self._volgende(pagina.get("next"), resource)
 
-    def audittrail(self, klant_uuid: uuid_mod.UUID) -> list | None:
-        """Every audit row of a klant ([] when it has none); None when the klant itself is gone."""
-        url = f"{self.root}/klanten/{klant_uuid}/audittrail"
+    def audittrail(self, klant_uuid: uuid_mod.UUID, resource: str = "klanten") -> list | None:
+        """Every audit row of a klant (or contactmoment) ([] when it has none); None when it is gone."""
+        url = f"{self.root}/{resource}/{klant_uuid}/audittrail"
         regels, gezien = [], set()
         while url and url not in gezien:
             gezien.add(url)
             pagina = self.get(url, niet_gevonden_mag=True)
             if pagina is None:
                 # the reference answers 404 for a klant without rows; tell that from a klant deleted meanwhile
-                if not regels and self.get(f"{self.root}/klanten/{klant_uuid}", niet_gevonden_mag=True) is None:
+                if not regels and self.get(f"{self.root}/{resource}/{klant_uuid}", niet_gevonden_mag=True) is None:
                     return None
                 break
             if isinstance(pagina, list):           # the reference and the spec: a bare list
@@ -145,13 +146,16 @@ class HttpBron:
                 raise BronFout("an audit trail is neither a list nor a page with `results`")
             regels.extend(pagina["results"])       # Open Klant 1.x: paginated
             nxt = pagina.get("next")
-            url = (f"{self.root}/klanten/{klant_uuid}/audittrail?{urlsplit(nxt).query}"
+            url = (f"{self.root}/{resource}/{klant_uuid}/audittrail?{urlsplit(nxt).query}"
                    if isinstance(nxt, str) and nxt else None)
         return regels
 
 
+BESTAND_SOORTEN = ("klant", "contactmoment", "klantcontactmoment", "objectcontactmoment")
+
+
 def bestand_regels(pad: str):
-    """(klant, audittrail) per line of an export file (`-`: stdin)."""
+    """(kind, item, audittrail) per line of an export file (`-`: stdin); kind is one of BESTAND_SOORTEN."""
     stroom = sys.stdin if pad == "-" else open(pad, encoding="utf-8")
     try:
         for nummer, regel in enumerate(stroom, 1):
@@ -161,9 +165,10 @@ def bestand_regels(pad: str):
                 item = json.loads(regel)
             except ValueError:
                 raise BronFout(f"line {nummer} of the file is not JSON") from None
-            if not isinstance(item, dict) or "klant" not in item:
-                raise BronFout(f"line {nummer} of the file is not an export line (no `klant`)")
-            yield item["klant"], item.get("audittrail", [])
+            soort = next((k for k in BESTAND_SOORTEN if isinstance(item, dict) and k in item), None)
+            if soort is None:
+                raise BronFout(f"line {nummer} of the file is not an export line (no `klant` or `contactmoment`)")
+            yield soort, item[soort], item.get("audittrail", [])
     finally:
         if stroom is not sys.stdin:
             stroom.close()
@@ -191,12 +196,27 @@ class Rapport:
     conversies: Counter = field(default_factory=Counter)
     dubbel: int = 0                      # served twice by a shifting list (counted once)
     dry_run: bool = False
+    # --from-contactmomenten: per kind (contactmomenten, klantcontactmomenten, objectcontactmomenten) the counts
+    # count (served), gelezen, nieuw, al_aanwezig, vervangen, geverifieerd, bron_regels, regels_geschreven
+    cm: dict = field(default_factory=dict)
+
+    def cm_teller(self, soort: str) -> Counter:
+        return self.cm.setdefault(soort, Counter())
+
+    def _cm_schoon(self) -> bool:
+        for c in self.cm.values():
+            aanwezig = c["gelezen"] - c["verdwenen"]
+            if c.get("count") is not None and c["count"] != aanwezig:
+                return False
+            if not self.dry_run and c["geverifieerd"] != aanwezig:
+                return False
+        return True
 
     @property
     def schoon(self) -> bool:
         """Nothing skipped, left alone or different, every klant read is here as served, and the count the
         source serves matches what was read."""
-        if self.overgeslagen or self.conflicten or self.verschillen:
+        if self.overgeslagen or self.conflicten or self.verschillen or not self._cm_schoon():
             return False
         aanwezig = self.bron_gelezen - len(self.verdwenen)
         if self.bron_aantal is not None and self.bron_aantal != aanwezig:
@@ -216,6 +236,7 @@ class Rapport:
             "verschillen": [{"uuid": str(u), "velden": p} for u, p in self.verschillen],
             "velden_niet_in_de_standaard": dict(sorted(self.extra.items())),
             "conversies": dict(sorted(self.conversies.items())),
+            "contactmomenten": {soort: dict(sorted(c.items())) for soort, c in self.cm.items()},
             "schoon": self.schoon,
         }
 
@@ -248,6 +269,12 @@ class Rapport:
         if self.conversies:
             r.append("  conversions:")
             r.extend(f"    {naam}: {n}" for naam, n in sorted(self.conversies.items()))
+        for soort, c in self.cm.items():
+            r.append(f"  {soort}: source {c['gelezen']} read (count served: {c.get('count')}), "
+                     f"{c['bron_regels']} audit rows; import {c['nieuw']} new, {c['al_aanwezig']} already here and "
+                     f"identical, {c['vervangen']} overwritten, {c['regels_geschreven']} audit rows written"
+                     + ("" if self.dry_run else f"; here {c['geverifieerd']} identical to the source")
+                     + (f"; {c['verdwenen']} deleted in the source meanwhile" if c["verdwenen"] else ""))
         r.append("  result:  " + ("CLEAN: every klant and audit row of the source is here" if self.schoon
                                   else "DIFFERENCES: see above"))
         return "\n".join(r)
@@ -314,7 +341,9 @@ class Importeur:
         self.regels = Importregels(self.service, Herschrijving(tuple(herschrijf)))
         # representations as klant_read serves them (the url is not compared: it carries only the uuid)
         self.verzoek = Verzoek(base_url=settings.base_url or "http://localhost")
-        self.engine = engine
+        self.engine, self.settings = engine, settings
+        self._cms = None
+        self._cm_bron_uuids: set = set()       # contactmomenten the source brings (for a dry run's links)
         self.overschrijven, self.dry_run, self.batch = overschrijven, dry_run, batch
         self.rapport = rapport or Rapport(dry_run=dry_run)
 
@@ -515,10 +544,19 @@ class Importeur:
         totaal = None
         if pad != "-" and Path(pad).is_file():
             with open(pad, "rb") as f:
-                totaal = sum(1 for regel in f if regel.strip())
+                # klant lines (the export writes each line's kind as its first key)
+                totaal = sum(1 for regel in f if regel.strip() and not regel.lstrip().startswith(
+                    (b'{"contactmoment"', b'{"klantcontactmoment"', b'{"objectcontactmoment"')))
         r.bron_aantal = totaal
         batch, klaar, gezien = [], 0, set()
-        for klant, audittrail in bestand_regels(pad):
+        cm_paren, relaties = [], {soort: [] for soort in RELATIES}
+        for soort, klant, audittrail in bestand_regels(pad):
+            if soort == "contactmoment":
+                cm_paren.append((klant, audittrail))
+                continue
+            if soort != "klant":
+                relaties[soort + "en"].append(klant)
+                continue
             uitkomst = self.beoordeel(klant, audittrail)
             if uitkomst.uuid is not None and uitkomst.uuid in gezien:
                 r.dubbel += 1
@@ -539,7 +577,254 @@ class Importeur:
             r.bron_aantal = r.bron_gelezen
         if voortgang:
             voortgang.update(klaar, totaal, klaar=True)
+        if cm_paren or any(relaties.values()):
+            from service.importeren import uuid_uit_url
+            # served twice in a file: once (as the klanten)
+            uniek = {uuid_uit_url(cm.get("url")) if isinstance(cm, dict) else None: (cm, a) for cm, a in cm_paren}
+            c = r.cm_teller("contactmomenten")
+            c["count"] = c["gelezen"] = len(uniek)
+            self.verwerk_contactmomenten(list(uniek.values()))
+            for soort, items in relaties.items():
+                self.verwerk_relaties(soort, [(None, items)])
+                r.cm_teller(soort)["count"] = r.cm_teller(soort)["gelezen"]
         return r
+
+    # ---- contactmomenten (--from-contactmomenten) ----
+    def _cm_service(self):
+        if getattr(self, "_cms", None) is None:
+            from service.contactmomenten import ContactmomentenService
+            from service.importeren import ContactmomentImportregels
+            from .apis import Layout
+            # only its representations are used: no fetches (diensten None), no notifications
+            self._cms = ContactmomentenService(self.engine, self.service.schemas, None,
+                                               Layout.from_settings(self.settings), notificeren=False)
+            self.cm_regels = ContactmomentImportregels(self.regels)
+        return self._cms
+
+    def contactmomenten_uit_http(self, bron: HttpBron, *, werkers: int = 8) -> Rapport:
+        """Contactmomenten (with their audit trails), then klantcontactmomenten and objectcontactmomenten."""
+        from service.importeren import uuid_uit_url
+        self._cm_service()
+        r = self.rapport
+        c = r.cm_teller("contactmomenten")
+        gezien, items = set(), []
+        for count, lijst in bron.paginas("contactmomenten"):
+            c["count"] = count if isinstance(count, int) else None
+            for cm in lijst:
+                u = uuid_uit_url(cm.get("url")) if isinstance(cm, dict) else None
+                if u is None:
+                    r.overgeslagen.append(("contactmoment (no uuid)", "url: no contactmoment uuid at its end"))
+                elif u not in gezien:
+                    gezien.add(u)
+                    items.append((cm, u))
+        c["gelezen"] = len(items)
+        with concurrent.futures.ThreadPoolExecutor(werkers, thread_name_prefix="import") as pool:
+            trails = list(pool.map(lambda item: bron.audittrail(item[1], "contactmomenten"), items))
+        self.verwerk_contactmomenten(list(zip((cm for cm, _ in items), trails)))
+        for soort in RELATIES:
+            paginas = ((count, lijst) for count, lijst in bron.paginas(soort))
+            self.verwerk_relaties(soort, paginas)
+        return r
+
+    def verwerk_contactmomenten(self, paren: list) -> None:
+        """(contactmoment, audittrail or None when it was deleted meanwhile) pairs: checked, ordered so that a
+        predecessor is written before the contactmoment that names it, written in batches, verified."""
+        from service.importeren import Ongeldig, uuid_uit_url
+        self._cm_service()
+        r, c = self.rapport, self.rapport.cm_teller("contactmomenten")
+        kandidaten = {}
+        for cm, trail in paren:
+            u = uuid_uit_url(cm.get("url")) if isinstance(cm, dict) else None
+            if trail is None:
+                c["verdwenen"] += 1      # deleted in the source meanwhile (not in r.verdwenen: those are klanten)
+                continue
+            c["bron_regels"] += len(trail) if isinstance(trail, list) else 0
+            try:
+                k = self.cm_regels.kandidaat(cm, trail)
+            except Ongeldig as exc:
+                r.overgeslagen.append((f"contactmoment {u}", str(exc)))
+                continue
+            r.overgeslagen.extend((f"contactmoment {k.uuid} audittrail[{n}]", reden) for n, reden in k.overgeslagen)
+            r.conversies.update(k.conversies)
+            kandidaten[k.uuid] = k
+        self._cm_bron_uuids |= set(kandidaten)
+        # vorigContactmoment is a foreign key to a row that must exist: predecessors first (a chain's order)
+        volgorde, geplaatst = [], set()
+        for k in kandidaten.values():
+            keten = []
+            while k is not None and k.uuid not in geplaatst:
+                geplaatst.add(k.uuid)
+                keten.append(k)
+                k = kandidaten.get(k.vorig_uuid) if k.vorig_uuid else None
+            volgorde.extend(reversed(keten))
+        for i in range(0, len(volgorde), self.batch):
+            self._cm_schrijf(volgorde[i:i + self.batch])
+        if not self.dry_run:
+            self._cm_verifieer(volgorde)
+
+    def _cm_schrijf(self, kandidaten: list) -> None:
+        from storage.uow import UnitOfWork
+        r, c = self.rapport, self.rapport.cm_teller("contactmomenten")
+        tellers, uitkomst = Counter(), []
+        try:
+            with UnitOfWork(self.engine, schrijven=True) as uow:
+                for k in kandidaten:
+                    naam = f"contactmoment {k.uuid}"
+                    vorig_id = None
+                    if k.vorig_uuid is not None:
+                        vorig_id = uow.contactmomenten.id_van(k.vorig_uuid)
+                        # (a dry run commits nothing: a predecessor of an earlier batch counts as there)
+                        if vorig_id is None and not (self.dry_run and k.vorig_uuid in self._cm_bron_uuids):
+                            uitkomst.append(("overgeslagen", naam, "vorigContactmoment: not in the source nor here"))
+                            continue
+                    b = uow.contactmomenten.get(k.uuid)
+                    if b is not None:
+                        anders = self.cm_regels.zelfde(k, b.gegevens, b.vorig_uuid, uow.cm_audittrail.van(b.id))
+                        if not anders:
+                            tellers["al_aanwezig"] += 1
+                            continue
+                        if not self.overschrijven:
+                            uitkomst.append(("conflict", naam, "differs from the source in " + ", ".join(anders)))
+                            continue
+                        uow.contactmomenten.bijwerken(b.id, k.gegevens, vorig_id)
+                        uow.cm_audittrail.verwijder_van(b.id)
+                        cm_id = b.id
+                        tellers["vervangen"] += 1
+                    else:
+                        cm_id = uow.contactmomenten.toevoegen(k.uuid, k.gegevens, vorig_id, _aangemaakt(k))
+                        tellers["nieuw"] += 1
+                    for regel in k.regels:
+                        uow.cm_audittrail.toevoegen(cm_id, regel, "")
+                    tellers["regels_geschreven"] += len(k.regels)
+                if not self.dry_run:
+                    uow.commit()
+        except sa.exc.IntegrityError:
+            if len(kandidaten) == 1:
+                r.conflicten.append((f"contactmoment {kandidaten[0].uuid}",
+                                     "refused by the database (a uniqueness rule, e.g. vorigContactmoment taken)"))
+                return
+            for k in kandidaten:       # one per transaction: only what cannot go in stays out
+                self._cm_schrijf([k])
+            return
+        c.update(tellers)
+        for soort, naam, reden in uitkomst:
+            (r.overgeslagen if soort == "overgeslagen" else r.conflicten).append((naam, reden))
+
+    def _cm_verifieer(self, kandidaten: list) -> None:
+        from service.importeren import cm_normaal
+        from service.klanten import KlantenService
+        from storage.uow import UnitOfWork
+        r, c = self.rapport, self.rapport.cm_teller("contactmomenten")
+        cms = self._cm_service()
+        with UnitOfWork(self.engine) as uow:
+            for k in kandidaten:
+                b = uow.contactmomenten.get(k.uuid)
+                if b is None:
+                    r.verschillen.append((f"contactmoment {k.uuid}", ["contactmoment: missing"]))
+                    continue
+                ons = cm_normaal(cms.weergave(b, self.verzoek))
+                regels = [KlantenService.audit_weergave(reg) for reg in uow.cm_audittrail.van(b.id)]
+                paden = (self.regels_verschil(k.bron, ons)
+                         + self.regels.regel_verschillen(k.bron_regels, regels))
+                if paden:
+                    r.verschillen.append((f"contactmoment {k.uuid}", paden))
+                else:
+                    c["geverifieerd"] += 1
+
+    @staticmethod
+    def regels_verschil(bron: dict, ons: dict) -> list[str]:
+        from service.importeren import _verschil_paden
+        return _verschil_paden(bron, ons, "")
+
+    def verwerk_relaties(self, soort: str, paginas) -> None:
+        """klantcontactmomenten / objectcontactmomenten, from (count, items) pages: written, then verified."""
+        from service.importeren import Ongeldig, cm_normaal, uuid_uit_url
+        self._cm_service()
+        r, c = self.rapport, self.rapport.cm_teller(soort)
+        url_veld, keuze_veld, _ = RELATIES[soort]
+        gezien, kandidaten = set(), []
+        for count, lijst in paginas:
+            c["count"] = count if isinstance(count, int) else None
+            for item in lijst:
+                u = uuid_uit_url(item.get("url")) if isinstance(item, dict) else None
+                if u is not None and u in gezien:
+                    continue
+                gezien.add(u)
+                c["gelezen"] += 1
+                try:
+                    k = self.cm_regels.relatie(item, url_veld, keuze_veld)
+                except Ongeldig as exc:
+                    r.overgeslagen.append((f"{soort[:-2]} {u}", str(exc)))
+                    continue
+                bron = cm_normaal(item)
+                bron[url_veld] = k.url
+                kandidaten.append((k, bron))
+        for i in range(0, len(kandidaten), self.batch):
+            self._relaties_schrijf(soort, [k for k, _ in kandidaten[i:i + self.batch]])
+        if self.dry_run:
+            return
+        from storage.uow import UnitOfWork
+        cms = self._cm_service()
+        with UnitOfWork(self.engine) as uow:
+            repo = getattr(uow, soort)
+            for k, bron in kandidaten:
+                b = repo.get(k.uuid)
+                ons = cm_normaal(cms.relatie_weergave(soort, b, self.verzoek)) if b is not None else None
+                paden = ["missing"] if ons is None else self.regels_verschil(bron, ons)
+                if paden:
+                    r.verschillen.append((f"{soort[:-2]} {k.uuid}", paden))
+                else:
+                    c["geverifieerd"] += 1
+
+    def _relaties_schrijf(self, soort: str, kandidaten: list) -> None:
+        from storage.uow import UnitOfWork
+        r, c = self.rapport, self.rapport.cm_teller(soort)
+        url_veld, keuze_veld, _ = RELATIES[soort]
+        tellers, uitkomst = Counter(), []
+        try:
+            with UnitOfWork(self.engine, schrijven=True) as uow:
+                repo = getattr(uow, soort)
+                for k in kandidaten:
+                    naam = f"{soort[:-2]} {k.uuid}"
+                    cm_id = uow.contactmomenten.id_van(k.contactmoment_uuid)
+                    if cm_id is None and self.dry_run and k.contactmoment_uuid in self._cm_bron_uuids:
+                        tellers["nieuw"] += 1
+                        continue
+                    if cm_id is None:
+                        uitkomst.append(("overgeslagen", naam, "contactmoment: not here (not imported)"))
+                        continue
+                    b = repo.get(k.uuid)
+                    if b is not None:
+                        if (b.contactmoment_uuid, b.gegevens[url_veld], b.gegevens[keuze_veld]) == \
+                                (k.contactmoment_uuid, k.url, k.keuze):
+                            tellers["al_aanwezig"] += 1
+                            continue
+                        if not self.overschrijven:
+                            uitkomst.append(("conflict", naam, "differs from the source"))
+                            continue
+                        repo.verwijderen(b.id)
+                        tellers["vervangen"] += 1
+                    else:
+                        tellers["nieuw"] += 1
+                    repo.toevoegen(k.uuid, cm_id, k.url, k.keuze)
+                if not self.dry_run:
+                    uow.commit()
+        except sa.exc.IntegrityError:
+            if len(kandidaten) == 1:
+                r.conflicten.append((f"{soort[:-2]} {kandidaten[0].uuid}",
+                                     "refused by the database (the same relation under another uuid)"))
+                return
+            for k in kandidaten:
+                self._relaties_schrijf(soort, [k])
+            return
+        c.update(tellers)
+        for s, naam, reden in uitkomst:
+            (r.overgeslagen if s == "overgeslagen" else r.conflicten).append((naam, reden))
+
+
+# the relation kinds: list resource -> (URL field, choice field, export key)
+RELATIES = {"klantcontactmomenten": ("klant", "rol", "klantcontactmoment"),
+            "objectcontactmomenten": ("object", "objectType", "objectcontactmoment")}
 
 
 def _aangemaakt(kandidaat) -> dt.datetime:
@@ -574,13 +859,29 @@ def cmd_import(args, settings: Settings) -> int:
     from storage.database import make_engine
     from .logging import configure_logging
     configure_logging()
-    if bool(args.from_url) == bool(args.from_file):
-        raise ConfigError("give exactly one of --from URL and --from-file FILE")
+    if args.from_file and (args.from_url or args.from_contactmomenten):
+        raise ConfigError("give --from-file FILE, or --from URL and/or --from-contactmomenten URL")
+    if not (args.from_url or args.from_file or args.from_contactmomenten):
+        raise ConfigError("give --from URL, --from-contactmomenten URL or --from-file FILE")
     secret = args.secret or ""
     if args.secret_file:
         secret = Path(args.secret_file).read_text(encoding="utf-8").strip()
     if args.client_id and not secret:
         raise ConfigError("--client-id needs --secret or --secret-file")
+
+    def inloggegevens(root: str) -> tuple[str, str]:
+        """--client-id/--secret when given; else the KLANTEN_SERVICES_CONFIG service named by --service (its
+        apiRoot, or a prefix of it) or whose apiRoot the source URL starts with."""
+        if args.client_id:
+            return args.client_id, secret
+        from service.diensten import lees_diensten
+        diensten = lees_diensten(settings.services_config)
+        naam = (args.service or root).rstrip("/") + "/"
+        dienst = next((d for d in sorted(diensten, key=lambda d: -len(d.api_root))
+                       if naam.startswith(d.api_root) or d.api_root.startswith(naam)), None)
+        if dienst is None and args.service:
+            raise ConfigError("--service: no service in KLANTEN_SERVICES_CONFIG has that apiRoot")
+        return (dienst.client_id, dienst.secret) if dienst else ("", "")
     engine = make_engine(settings.database_url, pool_size=2, max_overflow=2,
                          statement_timeout_ms=settings.db_statement_timeout_ms,
                          lock_timeout_ms=settings.db_lock_timeout_ms)
@@ -599,12 +900,21 @@ def cmd_import(args, settings: Settings) -> int:
                           batch=args.batch)
     voortgang = None if args.quiet else Voortgang()
     try:
-        if args.from_url:
-            bron = HttpBron(args.from_url, client_id=args.client_id or "", secret=secret, timeout=args.timeout,
-                            pogingen=args.retries)
-            rapport = importeur.uit_http(bron, werkers=args.workers, voortgang=voortgang)
-        else:
+        if args.from_file:
             rapport = importeur.uit_bestand(args.from_file, voortgang=voortgang)
+        else:
+            rapport = importeur.rapport
+            if args.from_url:
+                client_id, geheim = inloggegevens(args.from_url)
+                bron = HttpBron(args.from_url, client_id=client_id, secret=geheim, timeout=args.timeout,
+                                pogingen=args.retries)
+                rapport = importeur.uit_http(bron, werkers=args.workers, voortgang=voortgang)
+            if args.from_contactmomenten:
+                # after the klanten: nothing is fetched or checked, but a rerun finds the klanten in place first
+                client_id, geheim = inloggegevens(args.from_contactmomenten)
+                cm_bron = HttpBron(args.from_contactmomenten, client_id=client_id, secret=geheim,
+                                   timeout=args.timeout, pogingen=args.retries)
+                rapport = importeur.contactmomenten_uit_http(cm_bron, werkers=args.workers)
     except BronFout as exc:
         print(f"klanten-api import: {exc}. What was imported so far is kept; run the same command again to "
               "continue.", file=sys.stderr)
@@ -626,12 +936,18 @@ def add_commands(sub) -> None:
     imp = sub.add_parser("import", help="move in from another Klanten API (or an export file), keeping uuids")
     imp.add_argument("--from", dest="from_url", metavar="URL",
                      help="API root of the source, as clients configure it (https://old.example/api/v1)")
+    imp.add_argument("--from-contactmomenten", metavar="URL",
+                     help="API root of the source's Contactmomenten API: contactmomenten, klantcontactmomenten "
+                          "and objectcontactmomenten")
     imp.add_argument("--from-file", metavar="FILE", help="an export file (JSON Lines; - for stdin)")
+    imp.add_argument("--service", metavar="NAME_OR_ROOT",
+                     help="take client id and secret from the KLANTEN_SERVICES_CONFIG service with this apiRoot "
+                          "(default: the service whose apiRoot the source URL starts with)")
     imp.add_argument("--client-id", help="client id of a ZGW JWT for the source")
     imp.add_argument("--secret", help="its secret (or --secret-file)")
     imp.add_argument("--secret-file", help="a file holding the secret")
     imp.add_argument("--rewrite-base", action="append", metavar="OLD=NEW",
-                     help="rewrite URLs of the old server in audit rows (repeatable)")
+                     help="rewrite URLs of the old server in audit rows and klantcontactmomenten (repeatable)")
     imp.add_argument("--overwrite", action="store_true",
                      help="replace a klant of the same uuid whose content differs from the source")
     imp.add_argument("--check-subjects", action="store_true", help="run kla-002 on every imported subject URL")

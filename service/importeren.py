@@ -161,9 +161,10 @@ class Importregels:
         return uit
 
     # ---------- an audit row ----------
-    def regel(self, ruw, conversies: list[str]) -> tuple[dict, dict]:
+    def regel(self, ruw, conversies: list[str], standaard: str = "kc") -> tuple[dict, dict]:
         """(the row to store, the source row normalised for comparison). Kept as served except `bron` outside
-        the enum ("kc") and rewritten URLs; raises Ongeldig when our storage cannot hold it."""
+        the enum (`standaard`: "kc", "cmc" for a contactmoment's row) and rewritten URLs; raises Ongeldig when
+        our storage cannot hold it."""
         if not isinstance(ruw, dict):
             raise Ongeldig("not an object")
         ontbreekt = [veld for veld, _ in audit_opslag.VELDEN if veld not in ruw]
@@ -179,8 +180,8 @@ class Importregels:
         except (ValueError, TypeError):
             raise Ongeldig("aanmaakdatum: invalid") from None
         if regel["bron"] not in self.audit_bronnen:
-            regel["bron"] = "kc"
-            conversies.append("audit bron -> kc")
+            regel["bron"] = standaard
+            conversies.append(f"audit bron -> {standaard}")
         if isinstance(regel["resultaat"], bool) or not isinstance(regel["resultaat"], int):
             raise Ongeldig("resultaat: not an integer")
         for veld in ("hoofdObject", "resourceUrl"):
@@ -220,9 +221,14 @@ class Importregels:
         if weergave is None:
             return ["klant: missing"]
         ons = {k: v for k, v in weergave.items() if k != "url"}
-        uit = _verschil_paden(kandidaat.bron, ons, "")
+        return _verschil_paden(kandidaat.bron, ons, "") + self.regel_verschillen(kandidaat.bron_regels, regels)
+
+    @staticmethod
+    def regel_verschillen(bron_regels: dict, regels: list[dict]) -> list[str]:
+        """Audit rows as served here against the source's (normalised) rows: paths of what differs."""
+        uit = []
         onze_regels = {str(r["uuid"]): r for r in regels}
-        for sleutel, bron_regel in kandidaat.bron_regels.items():
+        for sleutel, bron_regel in bron_regels.items():
             r = onze_regels.pop(sleutel, None)
             if r is None:
                 uit.append(f"audittrail[{sleutel}]: missing")
@@ -250,3 +256,149 @@ def _verschil_paden(bron, ons, pad: str) -> list[str]:
         return uit
     return [] if bron == ons else [pad.rstrip(".")]
 
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# contactmomenten (`--from-contactmomenten`): the same rules, for a Contactmomenten API 1.0 source
+# ---------------------------------------------------------------------------------------------------------------
+CM_TEKSTEN = ("bronorganisatie", "kanaal", "voorkeurskanaal", "voorkeurstaal", "tekst", "initiatiefnemer",
+              "medewerker")
+MW_TEKSTEN = ("identificatie", "achternaam", "voorletters", "voorvoegselAchternaam")
+CM_LINKS = ("url", "vorigContactmoment", "volgendContactmoment", "contactmoment")
+
+
+@dataclass
+class CmKandidaat:
+    """A source contactmoment as it will be stored here (without its vorigContactmoment link, set afterwards)."""
+    uuid: uuid_mod.UUID
+    gegevens: dict                       # as ContactmomentenRepository takes it
+    vorig_uuid: uuid_mod.UUID | None
+    regels: list[dict]
+    bron: dict                           # the source representation, normalised (cm_normaal)
+    bron_regels: dict
+    conversies: list[str] = field(default_factory=list)
+    overgeslagen: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class RelatieKandidaat:
+    uuid: uuid_mod.UUID
+    contactmoment_uuid: uuid_mod.UUID
+    url: str                             # klant / object, after --rewrite-base
+    keuze: str                           # rol / objectType
+
+
+def cm_normaal(weergave: dict) -> dict:
+    """A contactmoment or relation representation for comparison: links as the uuid they name (the bases differ
+    by design), registratiedatum as an instant, no volgendContactmoment (derived from vorigContactmoment)."""
+    uit = {}
+    for k, w in weergave.items():
+        if k == "volgendContactmoment":
+            continue
+        if k in CM_LINKS:
+            w = uuid_uit_url(w)
+        elif k == "registratiedatum":
+            try:
+                w = tijdstip(w)
+            except (ValueError, TypeError):
+                pass
+        uit[k] = w
+    uit.pop("url", None)
+    return uit
+
+
+class ContactmomentImportregels:
+    """Validation for storage (types and column lengths, no cm-00x fetches: the source checked them)."""
+
+    def __init__(self, importregels: Importregels):
+        from storage.tables import contactmoment as cm_tabel
+        self.importregels = importregels
+        self.herschrijving = importregels.herschrijving
+        self.lengtes = {veld: getattr(cm_tabel.c[kolom].type, "length", None) for veld, kolom in (
+            ("bronorganisatie", "bronorganisatie"), ("kanaal", "kanaal"), ("voorkeurskanaal", "voorkeurskanaal"),
+            ("voorkeurstaal", "voorkeurstaal"), ("tekst", "tekst"), ("initiatiefnemer", "initiatiefnemer"),
+            ("medewerker", "medewerker"), ("mw.identificatie", "mw_identificatie"),
+            ("mw.achternaam", "mw_achternaam"), ("mw.voorletters", "mw_voorletters"),
+            ("mw.voorvoegselAchternaam", "mw_voorvoegsel_achternaam"))}
+
+    def _tekst(self, waarde, veld: str) -> str:
+        if waarde is None:
+            waarde = ""
+        if not isinstance(waarde, str):
+            raise Ongeldig(f"{veld}: not a string")
+        lengte = self.lengtes.get(veld)
+        if lengte is not None and len(waarde) > lengte:
+            raise Ongeldig(f"{veld}: longer than {lengte}")
+        return waarde
+
+    def kandidaat(self, cm, audittrail) -> CmKandidaat:
+        if not isinstance(cm, dict):
+            raise Ongeldig("contactmoment: not an object")
+        cm_uuid = uuid_uit_url(cm.get("url"))
+        if cm_uuid is None:
+            raise Ongeldig("url: no contactmoment uuid at its end")
+        vorig = cm.get("vorigContactmoment")
+        vorig_uuid = uuid_uit_url(vorig) if vorig else None
+        if vorig and vorig_uuid is None:
+            raise Ongeldig("vorigContactmoment: no contactmoment uuid at its end")
+        g = {veld: self._tekst(cm.get(veld), veld) for veld in CM_TEKSTEN}
+        try:
+            g["registratiedatum"] = tijdstip(cm.get("registratiedatum"))
+        except (ValueError, TypeError):
+            raise Ongeldig("registratiedatum: invalid") from None
+        links = cm.get("onderwerpLinks") or []
+        if not isinstance(links, list) or not all(isinstance(l, str) for l in links):
+            raise Ongeldig("onderwerpLinks: not a list of URLs")
+        g["onderwerpLinks"] = list(links)
+        mw = cm.get("medewerkerIdentificatie")
+        if mw is not None and not isinstance(mw, dict):
+            raise Ongeldig("medewerkerIdentificatie: not an object")
+        g["medewerkerIdentificatie"] = ({veld: self._tekst(mw.get(veld), f"mw.{veld}") for veld in MW_TEKSTEN}
+                                        if mw else None)
+        if not isinstance(audittrail, list):
+            raise Ongeldig("audittrail: not a list")
+        conversies, regels, bron_regels, overgeslagen = [], [], {}, []
+        for i, ruw in enumerate(audittrail):
+            try:
+                opgeslagen, genormaliseerd = self.importregels.regel(ruw, conversies, standaard="cmc")
+            except Ongeldig as exc:
+                naam = ruw.get("uuid") if isinstance(ruw, dict) and isinstance(ruw.get("uuid"), str) else f"#{i}"
+                overgeslagen.append((str(naam), str(exc)))
+                if isinstance(ruw, dict) and isinstance(ruw.get("uuid"), str):
+                    bron_regels[str(ruw["uuid"])] = ruw
+                continue
+            sleutel = str(opgeslagen["uuid"])
+            if sleutel not in bron_regels:
+                bron_regels[sleutel] = genormaliseerd
+                regels.append(opgeslagen)
+        bron = cm_normaal(cm)
+        if bron.get("medewerkerIdentificatie") is None:
+            bron.pop("medewerkerIdentificatie", None)
+        return CmKandidaat(cm_uuid, g, vorig_uuid, regels, bron, bron_regels, conversies, overgeslagen)
+
+    def zelfde(self, k: CmKandidaat, gegevens: dict, vorig_uuid, regels: list[dict]) -> list[str]:
+        # registratiedatum as an instant: SQLite gives it back without a zone
+        gegevens = {**gegevens, "registratiedatum": tijdstip(gegevens["registratiedatum"])}
+        uit = [veld for veld in sorted(set(k.gegevens) | set(gegevens)) if k.gegevens.get(veld) != gegevens.get(veld)]
+        if k.vorig_uuid != vorig_uuid:
+            uit.append("vorigContactmoment")
+        canon = Importregels._canon_regels
+        if canon(k.regels) != canon(regels):
+            uit.append("audittrail")
+        return uit
+
+    def relatie(self, item, url_veld: str, keuze_veld: str) -> RelatieKandidaat:
+        if not isinstance(item, dict):
+            raise Ongeldig("not an object")
+        u, cm_uuid = uuid_uit_url(item.get("url")), uuid_uit_url(item.get("contactmoment"))
+        if u is None:
+            raise Ongeldig("url: no uuid at its end")
+        if cm_uuid is None:
+            raise Ongeldig("contactmoment: no contactmoment uuid at its end")
+        url = self.herschrijving.url(item.get(url_veld))
+        if not isinstance(url, str) or not url or len(url) > 1000:
+            raise Ongeldig(f"{url_veld}: not a URL of at most 1000 characters")
+        keuze = item.get(keuze_veld)
+        if not isinstance(keuze, str) or len(keuze) > 20:
+            raise Ongeldig(f"{keuze_veld}: not a string of at most 20 characters")
+        return RelatieKandidaat(u, cm_uuid, url, keuze)

@@ -2,11 +2,18 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
-from conftest import Api
-from test_import import ROOT, _env, importeer, tweede_database, vul  # noqa: F401  (tweede_database: a fixture)
+import pytest
+import yaml
+
+from cm_hulp import CmApi, cm_body
+from conftest import Api, eigen_postgres_database
+from storage.migrate import upgrade
+from test_import import ROOT, _env, herschreven, importeer, tweede_database, vul  # noqa: F401  (a fixture)
+from test_objectcontactmoment import ZRC_SECRET, ZakenApi
 
 
 def exporteer(database_url: str, uit, base_url: str) -> subprocess.CompletedProcess:
@@ -43,3 +50,55 @@ def test_round_trip_of_1000_klanten_gives_identical_files(api, server, database_
     # a second import of the same file changes nothing
     res = importeer(tweede_database, "--from-file", str(a))
     assert res.returncode == 0 and "0 new, 1000 already here and identical" in res.stdout
+
+
+@pytest.fixture
+def derde_database(tmp_path):
+    """An empty migrated database of its own (the target of a round trip)."""
+    url = os.environ.get("KLANTEN_TEST_DATABASE_URL", "").strip()
+    if not url or url.startswith("sqlite"):
+        pad = f"sqlite:///{tmp_path / 'derde.sqlite3'}"
+        upgrade(pad)
+        yield pad
+        return
+    with eigen_postgres_database("klanten_derde") as (test_url, _admin):
+        upgrade(test_url)
+        yield test_url
+
+
+def test_round_trip_with_contactmomenten_gives_identical_files(server_factory, tweede_database, derde_database,
+                                                               httpserver, tmp_path):
+    zrc = ZakenApi(httpserver)
+    diensten = tmp_path / "diensten.yaml"
+    diensten.write_text(yaml.safe_dump({"diensten": [{"apiRoot": zrc.server.url_for("/zaken/api/v1/"),
+                                                      "clientId": "cmc-client", "secret": ZRC_SECRET}]}))
+    srv = server_factory(database_url=tweede_database, services_config=diensten, cm_zaak_relatie_controle=False)
+    klanten_api, cm = Api(srv.url), CmApi(srv.url)
+    klanten = vul(klanten_api, 3)
+    vorige = None
+    for i in range(3):
+        r = cm.post("/contactmomenten", cm_body(tekst=f"c{i}", **({"vorigContactmoment": vorige} if vorige else {})))
+        assert r.status_code == 201, r.text
+        vorige = r.json()["url"]
+    assert cm.patch(vorige, {"tekst": "gewijzigd"}).status_code == 200
+    assert cm.post("/klantcontactmomenten", {"contactmoment": vorige, "klant": f"{klanten_api.root}/klanten/{klanten[0]}",
+                                             "rol": "belanghebbende"}).status_code == 201
+    assert cm.post("/objectcontactmomenten", {"contactmoment": vorige, "object": zrc.url("goed"),
+                                              "objectType": "zaak"}).status_code == 201
+
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    exporteer(tweede_database, a, "https://klanten.example.nl")
+    soorten = [next(iter(json.loads(r))) for r in a.read_text().splitlines()]
+    assert soorten == ["klant"] * 3 + ["contactmoment"] * 3 + ["klantcontactmoment", "objectcontactmoment"]
+    res = importeer(derde_database, "--from-file", str(a))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "CLEAN" in res.stdout
+    exporteer(derde_database, b, "https://klanten.example.nl")
+    assert a.read_bytes() == b.read_bytes()
+    # idempotent
+    res = importeer(derde_database, "--from-file", str(a))
+    assert res.returncode == 0, res.stdout + res.stderr
+    # and served as the source serves them
+    doel = CmApi(server_factory(database_url=derde_database).url)
+    bron_cm = cm.get("/contactmomenten").json()["results"]
+    assert [herschreven(c, srv.url, doel.base) for c in bron_cm] == doel.get("/contactmomenten").json()["results"]
