@@ -113,12 +113,13 @@ def test_stateful_sequences(st_cm, st_seed):
     done = set(st_hooks.CALLS)
     verslag = "; ".join(f"{m} {p} {s}: {n}" for (m, p, s), n in sorted(st_hooks.CALLS.items()))
     for expected in [("POST", "/contactmomenten", 201), ("DELETE", "/contactmomenten/{uuid}", 204),
-                     ("GET", "/contactmomenten/{contactmoment_uuid}/audittrail", 200),
                      ("POST", "/klantcontactmomenten", 201), ("POST", "/objectcontactmomenten", 201)]:
         assert expected in done, (expected, verslag)
     # which of these links a sequence takes is the seed's choice: one of each group must have worked
+    # (the server's answers, uuids among them, differ per run: the same seed need not take the same links)
     for paar in ({("GET", "/contactmomenten/{uuid}", 200), ("PUT", "/contactmomenten/{uuid}", 200),
-                  ("PATCH", "/contactmomenten/{uuid}", 200)},
+                  ("PATCH", "/contactmomenten/{uuid}", 200),
+                  ("GET", "/contactmomenten/{contactmoment_uuid}/audittrail", 200)},
                  {("GET", "/klantcontactmomenten/{uuid}", 200), ("DELETE", "/klantcontactmomenten/{uuid}", 204)},
                  {("GET", "/objectcontactmomenten/{uuid}", 200), ("DELETE", "/objectcontactmomenten/{uuid}", 204)}):
         assert paar & done, (paar, verslag)
