@@ -190,6 +190,7 @@ class Rapport:
     ons_regels: int = 0                  # audit rows we hold for the source's klanten
     overgeslagen: list = field(default_factory=list)     # (uuid, reason): not importable
     conflicten: list = field(default_factory=list)       # (uuid, reason): left alone
+    verdrongen: list = field(default_factory=list)       # (uuid, source uuid): our klant removed by --overwrite
     verschillen: list = field(default_factory=list)      # (uuid, [paths]): verification
     verdwenen: list = field(default_factory=list)        # uuids deleted in the source during the import
     extra: Counter = field(default_factory=Counter)      # field the standard does not have -> klanten
@@ -233,6 +234,7 @@ class Rapport:
                        "audittrail_regels_geschreven": self.regels_geschreven, "dry_run": self.dry_run},
             "overgeslagen": [{"uuid": str(u), "reden": r} for u, r in self.overgeslagen],
             "conflicten": [{"uuid": str(u), "reden": r} for u, r in self.conflicten],
+            "verwijderd_door_overwrite": [{"uuid": str(u), "bron_klant": str(b)} for u, b in self.verdrongen],
             "verschillen": [{"uuid": str(u), "velden": p} for u, p in self.verschillen],
             "velden_niet_in_de_standaard": dict(sorted(self.extra.items())),
             "conversies": dict(sorted(self.conversies.items())),
@@ -255,11 +257,15 @@ class Rapport:
             r.append(f"  here:    {self.geverifieerd} klanten identical to the source on the fields of 1.0.0, "
                      f"{self.ons_regels} audit rows")
         for titel, lijst in (("skipped (cannot be stored here)", self.overgeslagen),
-                             ("conflicts (left alone; --overwrite replaces a klant of the same uuid)",
+                             ("conflicts (left alone; --overwrite replaces them)",
                               self.conflicten)):
             if lijst:
                 r.append(f"  {titel}: {len(lijst)}")
                 r.extend(f"    {u}: {reden}" for u, reden in lijst)
+        if self.verdrongen:
+            r.append(f"  removed by --overwrite (held the bronorganisatie and klantnummer of a source klant): "
+                     f"{len(self.verdrongen)}")
+            r.extend(f"    {u}: replaced by source klant {b}" for u, b in self.verdrongen)
         if self.verschillen:
             r.append(f"  differences after the import: {len(self.verschillen)}")
             r.extend(f"    {u}: {', '.join(p)}" for u, p in self.verschillen)
@@ -393,7 +399,8 @@ class Importeur:
         from storage.uow import UnitOfWork
         r = self.rapport
         tellers = Counter()
-        nieuw, vervangen, conflicten = [], [], []
+        nieuw, vervangen, conflicten, verdrongen = [], [], [], []
+        bron_uuids = {k.uuid for k in kandidaten}
         with UnitOfWork(self.engine, schrijven=True) as uow:
             bestaand = uow.klanten.per_uuid(k.uuid for k in kandidaten)
             houders = uow.klanten.houders({k.paar for k in kandidaten})
@@ -404,8 +411,11 @@ class Importeur:
                 b = bestaand.get(k.uuid)
                 houder = houders.get(k.paar)
                 if houder is not None and houder != k.uuid:
-                    conflicten.append((k.uuid, f"bronorganisatie and klantnummer are held by klant {houder}"))
-                    continue
+                    if not self.overschrijven or houder in bron_uuids:
+                        conflicten.append((k.uuid, f"bronorganisatie and klantnummer are held by klant {houder}"))
+                        continue
+                    # --overwrite: the source decides who holds the number; our klant that holds it goes (reported)
+                    verdrongen.append((houder, k.uuid))
                 if k.paar in paren:
                     conflicten.append((k.uuid, f"bronorganisatie and klantnummer also of source klant {paren[k.paar]}"))
                     continue
@@ -429,6 +439,10 @@ class Importeur:
                     nieuw.append(k)
                 paren[k.paar] = k.uuid
                 regel_uuids |= eigen
+            for houder, _ in verdrongen:
+                houder_id = uow.klanten.id_van(houder)
+                uow.audittrail.verwijder_van_klant(houder_id)
+                uow.klanten.verwijderen(houder_id)
             ids = uow.klanten.toevoegen_veel([(k.uuid, k.gegevens, _aangemaakt(k)) for k in nieuw])
             audit = [(id, reg, "") for id, k in zip(ids, nieuw) for reg in k.regels]
             for id, k in vervangen:
@@ -452,8 +466,12 @@ class Importeur:
         r.al_aanwezig += tellers["al_aanwezig"]
         r.regels_geschreven += len(audit)
         r.conflicten.extend(conflicten)
+        r.verdrongen.extend(verdrongen)
         for u, _ in conflicten:
             log.info("klant left alone", extra={"event": "import_conflict", "klant": str(u)})
+        for u, b in verdrongen:
+            log.warning("klant removed by --overwrite", extra={"event": "import_verdrongen", "klant": str(u),
+                                                               "bron_klant": str(b)})
 
     def _verifieer(self, kandidaten: list) -> None:
         from storage.uow import UnitOfWork

@@ -175,13 +175,17 @@ def test_different_content_is_reported_and_left_alone_unless_overwrite(bron, api
     assert not data["schoon"]
 
     res = importeer(database_url, *van(bron), "--overwrite", "--report", str(rapport))
-    assert res.returncode == 1                       # the klantnummer held by our own klant stays a conflict
+    assert res.returncode == 0, res.stdout + res.stderr
     data = json.loads(rapport.read_text())
-    assert [c["uuid"] for c in data["conflicten"]] == [nieuw] and data["import"]["vervangen"] == 1
+    assert data["conflicten"] == [] and data["import"]["vervangen"] == 1 and data["import"]["nieuw"] == 1
     assert api.get(f"/klanten/{uuids[0]}").json()["functie"] == bron.get(f"/klanten/{uuids[0]}").json()["functie"]
     assert len(api.get(f"/klanten/{uuids[0]}/audittrail").json()) == 1                 # the source's trail
+    # the source decides who holds klantnummer 4: our own klant that held it is removed, and reported
+    assert data["verwijderd_door_overwrite"] == [{"uuid": eigen, "bron_klant": nieuw}]
+    assert f"{eigen}: replaced by source klant {nieuw}" in res.stdout
+    assert api.get(f"/klanten/{eigen}").status_code == 404
+    assert api.get(f"/klanten/{nieuw}").json()["klantnummer"] == "4"
 
-    assert api.delete(f"/klanten/{eigen}").status_code == 204
     res = importeer(database_url, *van(bron))
     assert res.returncode == 0, res.stdout + res.stderr
 
