@@ -289,8 +289,9 @@ class Rapport:
 class Voortgang:
     """A bar with rate and time left on a terminal; a plain log line every few seconds otherwise."""
 
-    def __init__(self, stream=sys.stderr):
+    def __init__(self, stream=sys.stderr, soort: str = "klanten"):
         self.stream = stream
+        self.soort = soort
         self.tty = stream.isatty()
         self.start = time.monotonic()
         self._laatst = 0.0
@@ -305,10 +306,10 @@ class Voortgang:
         rest = (totaal - gedaan) / tempo if tempo > 0 else 0.0
         if self.tty:
             vol = int(30 * gedaan / totaal) if totaal else 30
-            self.stream.write(f"\rimport [{'#' * vol}{'-' * (30 - vol)}] {gedaan:,}/{totaal:,} klanten "
+            self.stream.write(f"\rimport [{'#' * vol}{'-' * (30 - vol)}] {gedaan:,}/{totaal:,} {self.soort} "
                               f"{tempo:,.0f}/s, {rest:,.0f} s left " + ("\n" if klaar else ""))
         else:
-            self.stream.write(f"import: {gedaan:,}/{totaal:,} klanten, {tempo:,.0f}/s, {rest:,.0f} s left\n")
+            self.stream.write(f"import: {gedaan:,}/{totaal:,} {self.soort}, {tempo:,.0f}/s, {rest:,.0f} s left\n")
         self.stream.flush()
 
 
@@ -619,7 +620,8 @@ class Importeur:
             self.cm_regels = ContactmomentImportregels(self.regels)
         return self._cms
 
-    def contactmomenten_uit_http(self, bron: HttpBron, *, werkers: int = 8) -> Rapport:
+    def contactmomenten_uit_http(self, bron: HttpBron, *, werkers: int = 8,
+                                 voortgang: Voortgang | None = None) -> Rapport:
         """Contactmomenten (with their audit trails), then klantcontactmomenten and objectcontactmomenten."""
         from service.importeren import uuid_uit_url
         self._cm_service()
@@ -636,8 +638,15 @@ class Importeur:
                     gezien.add(u)
                     items.append((cm, u))
         c["gelezen"] = len(items)
+        trails = []
         with concurrent.futures.ThreadPoolExecutor(werkers, thread_name_prefix="import") as pool:
-            trails = list(pool.map(lambda item: bron.audittrail(item[1], "contactmomenten"), items))
+            # the audit trails are what takes the time (one request per contactmoment): progress counts them
+            for trail in pool.map(lambda item: bron.audittrail(item[1], "contactmomenten"), items):
+                trails.append(trail)
+                if voortgang:
+                    voortgang.update(len(trails), len(items))
+        if voortgang:
+            voortgang.update(len(trails), len(items), klaar=True)
         self.verwerk_contactmomenten(list(zip((cm for cm, _ in items), trails)))
         for soort in RELATIES:
             paginas = ((count, lijst) for count, lijst in bron.paginas(soort))
@@ -932,7 +941,9 @@ def cmd_import(args, settings: Settings) -> int:
                 client_id, geheim = inloggegevens(args.from_contactmomenten)
                 cm_bron = HttpBron(args.from_contactmomenten, client_id=client_id, secret=geheim,
                                    timeout=args.timeout, pogingen=args.retries)
-                rapport = importeur.contactmomenten_uit_http(cm_bron, werkers=args.workers)
+                rapport = importeur.contactmomenten_uit_http(
+                    cm_bron, werkers=args.workers,
+                    voortgang=None if args.quiet else Voortgang(soort="contactmomenten"))
     except BronFout as exc:
         print(f"klanten-api import: {exc}. What was imported so far is kept; run the same command again to "
               "continue.", file=sys.stderr)
