@@ -51,8 +51,9 @@ sys.path.insert(0, str(BENCH))
 
 VENV_BIN = Path(sys.executable).parent
 KLANTEN_API = VENV_BIN / "klanten-api"
-DB_NAAM = "klanten_bench"
-DB_LEEG = "klanten_bench_empty"
+# KLANTEN_BENCH_DB: another name lets two benchmarks share one PostgreSQL server without dropping each other's data
+DB_NAAM = os.environ.get("KLANTEN_BENCH_DB", "klanten_bench")
+DB_LEEG = f"{DB_NAAM}_empty"
 CLIENT_ID = "klanten-bench"
 LABEL = "Benchmark"
 BASE_URL = "https://klanten.gemeente.example"        # KLANTEN_BASE_URL, as behind a production proxy
