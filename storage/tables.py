@@ -95,6 +95,17 @@ klant_telling = sa.Table(
     sa.Column("aantal", sa.BigInteger(), nullable=False),
 )
 
+# where each page of the unfiltered klant list starts: the number of klanten per blok of PAGINA_BLOK consecutive ids
+# (blok = id / PAGINA_BLOK), the sum of `aantal` over a blok's rows (one row per slot; migration 0006). Kept by
+# triggers on klant in the transaction of every insert and delete; never written by the application.
+PAGINA_BLOK = 4096
+klant_pagina = sa.Table(
+    "klant_pagina", metadata,
+    sa.Column("blok", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("slot", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("aantal", sa.Integer(), nullable=False),
+)
+
 # transactional outbox of notifications (written in the write's own transaction, sent by the relay)
 notificatie = sa.Table(
     "notificatie", metadata,
