@@ -30,7 +30,9 @@ from .etag import JSONIFIER
 from .logging import harden_library_loggers
 from .apis import Layout, MountedApi, load_spec as _load_spec
 from .http import ZgwHttp, controleer_publieke_url, public_base
-from .ops import Metrics, OpsEndpoints
+from . import tracing
+from .metrics import ScrapeCollector, TellendePool, Verzoeken, meet_pool
+from .ops import OpsEndpoints
 from .ratelimit import controleer as rate_limit, make_limiter
 from .settings import SPEC_PATH, Settings
 from .validators import VALIDATOR_MAP
@@ -117,7 +119,10 @@ def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
                                    max_overflow=settings.db_max_overflow, pool_timeout=settings.db_pool_timeout,
                                    statement_timeout_ms=settings.db_statement_timeout_ms,
                                    lock_timeout_ms=settings.db_lock_timeout_ms,
-                                   network_timeout=settings.db_network_timeout)
+                                   network_timeout=settings.db_network_timeout, poolclass=TellendePool)
+    meet_pool(engine)
+    tracing.configureer(settings)
+    tracing.meet_database(engine)
     harden_library_loggers()
     subjectcontrole = SubjectControle(timeout=settings.subject_timeout, max_bytes=settings.subject_max_bytes,
                                       allowed_hosts=settings.subject_allowed_hosts,
@@ -179,8 +184,8 @@ def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
         _spec_routes(app, mounted, settings)
     _ref_routes(app)
 
-    metrics = Metrics()
-    asgi = ZgwHttp(app, settings=settings, layout=layout, ops=OpsEndpoints(engine, metrics), metrics=metrics)
+    collector = ScrapeCollector(engine, {m.naam: str(m.spec.get("info", {}).get("version", "")) for m in layout.apis})
+    asgi = ZgwHttp(app, settings=settings, layout=layout, ops=OpsEndpoints(engine, collector), metrics=Verzoeken())
     asgi.connexion_app = app
     asgi.engine = engine
     asgi.settings = settings

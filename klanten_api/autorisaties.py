@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import urllib.parse
 
 import requests
 
 from service.constants import ALLE_SCOPES, CM_COMPONENT, COMPONENT
+from . import metrics, tracing
 from .errors import GeenToestemming
 from .settings import Settings
 
@@ -30,6 +32,8 @@ class AutorisatiesApi:
         self.secret = settings.autorisaties_secret
         self.timeout = settings.autorisaties_timeout
         self.ttl = settings.autorisaties_cache_seconds
+        doel = urllib.parse.urlsplit(self.root)
+        self._host, self._port = doel.hostname, doel.port or (443 if doel.scheme == "https" else 80)
         self.clock = clock
         self._cache: dict[str, tuple[float, dict[str, frozenset[str]]]] = {}
         self._lock = threading.Lock()
@@ -46,7 +50,9 @@ class AutorisatiesApi:
         with self._lock:
             hit = self._cache.get(client_id)
         if hit and hit[0] > now:
+            metrics.AC_CACHE.labels("hit").inc()
             return hit[1].get(component, frozenset())
+        metrics.AC_CACHE.labels("miss").inc()
         granted = self._fetch(client_id)
         with self._lock:
             self._cache[client_id] = (now + self.ttl, granted)
@@ -56,18 +62,23 @@ class AutorisatiesApi:
 
     def _fetch(self, client_id: str) -> dict[str, frozenset[str]]:
         try:
-            with requests.Session() as session:
+            with requests.Session() as session, tracing.uitgaand("autorisaties GET", self._host, self._port,
+                                                                 "GET") as span:
                 session.trust_env = False
                 resp = session.get(f"{self.root}applicaties", params={"clientIds": client_id},
-                                   headers=self._headers(), timeout=(self.timeout, self.timeout))
+                                   headers={**self._headers(), **span.headers()}, timeout=(self.timeout, self.timeout))
+                span.status(resp.status_code)
             if resp.status_code != 200:
+                metrics.AC_VERZOEKEN.labels("error").inc()
                 log.warning("autorisaties api answered an error", extra={
                     "event": "autorisaties_error", "status": resp.status_code})
                 raise GeenToestemming(*AC_UNAVAILABLE)
             data = resp.json()
         except (requests.RequestException, ValueError):
+            metrics.AC_VERZOEKEN.labels("unreachable").inc()
             log.warning("autorisaties api unreachable", extra={"event": "autorisaties_unreachable"})
             raise GeenToestemming(*AC_UNAVAILABLE) from None
+        metrics.AC_VERZOEKEN.labels("ok").inc()
         applicaties = data.get("results", []) if isinstance(data, dict) else data
         granted: dict[str, set[str]] = {COMPONENT: set(), CM_COMPONENT: set()}
         for app in applicaties if isinstance(applicaties, list) else []:

@@ -17,7 +17,27 @@ def _migrate(settings: Settings) -> None:
     upgrade(normaliseer_url(settings.database_url))
 
 
+def _metrics_map(settings: Settings) -> tuple[str, bool]:
+    """The directory of prometheus_client's multiprocess files for this `serve` (README "Metrics"): the operator's
+    KLANTEN_METRICS_DIR emptied of an earlier run's files, or a fresh private temporary one (removed at the end).
+    Set before anything imports prometheus_client, and before the workers and the relay start, so that every
+    process of this server writes there. (path, whether we made it)."""
+    import glob
+    import tempfile
+    if settings.metrics_dir is not None:
+        pad = str(settings.metrics_dir)
+        os.makedirs(pad, exist_ok=True)
+        for bestand in glob.glob(os.path.join(pad, "*.db")):
+            os.remove(bestand)
+        gemaakt = False
+    else:
+        pad, gemaakt = tempfile.mkdtemp(prefix="klanten-metrics-"), True
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = pad
+    return pad, gemaakt
+
+
 def cmd_serve(args, settings: Settings) -> int:
+    metrics_map, metrics_map_gemaakt = _metrics_map(settings)
     import uvicorn
     from .auth import controleer_geheimen, load_applicaties
     from .apis import Layout
@@ -46,6 +66,9 @@ def cmd_serve(args, settings: Settings) -> int:
     finally:
         if relay is not None:
             relay.stop()
+        if metrics_map_gemaakt:
+            import shutil
+            shutil.rmtree(metrics_map, ignore_errors=True)
     return 0
 
 

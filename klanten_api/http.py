@@ -23,6 +23,7 @@ from starlette.datastructures import Headers
 from .apiroot import ApiRoot
 from .errors import PROBLEM_JSON, problem_bytes
 from .etag import etag as etag_of, if_none_match as etag_matches
+from . import tracing
 from .settings import API_VERSION, ConfigError
 
 log = logging.getLogger("klanten_api.request")
@@ -248,6 +249,7 @@ class ZgwHttp:
         async def finish(status: int):
             status_holder["status"] = status
 
+        span = tracing.verzoek_begin(scope) if tracing.AAN else None
         try:
             if vreemde_host:
                 await finish(400)
@@ -367,6 +369,9 @@ class ZgwHttp:
                 logged_path = route.template if route is not None else "(other)"
             if self.metrics is not None:
                 self.metrics.observe(operation_id, status_holder["status"], time.perf_counter() - started)
+            if span is not None:
+                tracing.verzoek_einde(span, operation_id, route.template if route is not None else None,
+                                      status_holder["status"])
             query_keys, query_other = self._query_names(scope.get("query_string", b""))
             log.info("request", extra={
                 "event": "request", "method": method, "path": logged_path,

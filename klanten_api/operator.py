@@ -85,6 +85,8 @@ def cmd_relay(args, settings: Settings) -> int:
     configure_logging()
     # started by `serve`: woken through the socket it hands over; on its own: polls (KLANTEN_NOTIFICATIONS_POLL)
     wekker = SocketWekker(socket.socket(fileno=args.wekker_fd)) if args.wekker_fd is not None else None
+    from . import tracing
+    tracing.configureer(settings)        # deliveries continue the traces of the writes (README "Tracing")
     relay = Relay(_engine(settings), settings, wekker=wekker)
     signal.signal(signal.SIGTERM, lambda *_: relay.stop())
     if args.ouder:

@@ -12,6 +12,7 @@ import threading
 import time
 
 from .errors import ApiProblem
+from .metrics import RATE_LIMIT
 
 log = logging.getLogger("klanten_api.ratelimit")
 
@@ -85,4 +86,5 @@ def controleer(limiter, client_id: str) -> None:
         return
     wacht = limiter.tel(client_id)
     if wacht is not None:
+        RATE_LIMIT.inc()
         raise TeVeelVerzoeken(max(1, int(math.ceil(wacht))))

@@ -153,6 +153,8 @@ class Settings:
     contactmomenten_base_path: str = "/contactmomenten/api/v1"
     services_config: Path | None = None      # YAML: API roots with credentials for cm-004/cm-005/cm-006 fetches
     cm_zaak_relatie_controle: bool = True    # cm-006: ask the Zaken API for the mirror relation
+    metrics_dir: Path | None = None          # `serve`: prometheus_client's multiprocess directory; none: a temp one
+    tracing: bool = False                    # OpenTelemetry traces, switched on by the standard OTEL_* variables
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -224,6 +226,8 @@ class Settings:
                                                  cls.contactmomenten_base_path),
             services_config=Path(d) if (d := env.get("KLANTEN_SERVICES_CONFIG", "").strip()) else None,
             cm_zaak_relatie_controle=_bool(env, "KLANTEN_CM_ZAAK_RELATIE_CONTROLE", cls.cm_zaak_relatie_controle),
+            metrics_dir=Path(d) if (d := env.get("KLANTEN_METRICS_DIR", "").strip()) else None,
+            tracing=_tracing(env),
         )
 
     def rate_limit_parts(self) -> tuple[int, float] | None:
@@ -254,6 +258,23 @@ def zwak_geheim(secret: str) -> str | None:
     if len(rest.encode("utf-8")) < MIN_SECRET_BYTES or len(set(rest)) < MIN_SECRET_CHARACTERS:
         return "a placeholder"
     return None
+
+
+def _tracing(env: dict) -> bool:
+    """Traces are off unless the standard OpenTelemetry variables ask for them: OTEL_TRACES_EXPORTER=otlp, or an
+    OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) without another exporter
+    named; OTEL_SDK_DISABLED=true switches them off whatever else is set."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter:
+        if exporter == "none":
+            return False
+        if exporter != "otlp":
+            raise ConfigError(f"OTEL_TRACES_EXPORTER: only otlp (OTLP over HTTP) is supported, got {exporter!r}")
+        return True
+    return bool(env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+                or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip())
 
 
 def _rate_limit(raw: str) -> str:

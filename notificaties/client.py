@@ -12,6 +12,7 @@ import certifi
 import jwt
 import requests
 
+from klanten_api import tracing
 from klanten_api.settings import Settings
 
 
@@ -87,9 +88,15 @@ class NotificatiesApi:
             self._verbinding.close()
             self._verbinding = None
 
-    def publiceer(self, bericht: str) -> int:
-        """POST one message, its body exactly as stored in the outbox; the HTTP status of the answer."""
-        headers = self.headers()
+    def publiceer(self, bericht: str, traceparent: str | None = None) -> int:
+        """POST one message, its body exactly as stored in the outbox; the HTTP status of the answer.
+        `traceparent`: the trace of the write that queued it (its delivery's span continues that trace)."""
+        with tracing.uitgaand("notificatie POST", self._adres[0], self._adres[1], "POST", parent=traceparent) as span:
+            status = self._publiceer(bericht, {**self.headers(), **span.headers()})
+            span.status(status)
+            return status
+
+    def _publiceer(self, bericht: str, headers: dict) -> int:
         try:
             conn = self._open()
             conn.request("POST", self._pad, body=bericht.encode("utf-8"), headers=headers)   # (Host: from the URL)

@@ -35,6 +35,7 @@ from typing import NamedTuple
 
 import sqlalchemy as sa
 
+from klanten_api import metrics
 from klanten_api.settings import Settings
 from storage.notificaties import MISLUKT, VERZONDEN, WACHTEND
 from storage.tables import notificatie
@@ -63,6 +64,7 @@ class Geclaimd(NamedTuple):
     id: int
     bericht: str
     pogingen: int
+    traceparent: str | None = None
 
 
 class Relay:
@@ -130,7 +132,7 @@ class Relay:
         return (sa.update(notificatie).where(notificatie.c.id.in_(kandidaten.scalar_subquery()))
                 .values(volgende_poging=self._lease_einde(postgres), pogingen=notificatie.c.pogingen + 1)
                 .returning(notificatie.c.id, notificatie.c.bericht, notificatie.c.pogingen,
-                           notificatie.c.volgende_poging))
+                           notificatie.c.volgende_poging, notificatie.c.traceparent))
 
     def _van_ons(self):
         """Messages still held under the lease this relay took (`einde`), by no one else since."""
@@ -236,7 +238,7 @@ class Relay:
         if not rijen:
             return 0
         einde = rijen[0].volgende_poging      # one statement, one lease end for all its rows
-        rest = sorted(Geclaimd(r.id, r.bericht, r.pogingen) for r in rijen)
+        rest = sorted(Geclaimd(r.id, r.bericht, r.pogingen, r.traceparent) for r in rijen)
         lease = self.lease.total_seconds()
         while rest:
             if self._stop.is_set():
@@ -256,16 +258,22 @@ class Relay:
 
     def _verzend(self, rij: Geclaimd, tot: float) -> None:
         """Send one message and record the outcome (before `tot`, the end of its lease, if at all possible)."""
+        begin = time.perf_counter()
         try:
-            status = self.api.publiceer(rij.bericht)
+            status = self.api.publiceer(rij.bericht, rij.traceparent)
             fout = f"HTTP {status}"
         except NietBereikbaar as exc:
             status, fout = None, exc.reden
+        metrics.BEZORG_DUUR.observe(time.perf_counter() - begin)
         if status is not None and 200 <= status < 300:
+            metrics.BEZORGINGEN.labels("delivered").inc()
+            metrics.BEZORG_POGINGEN.observe(rij.pogingen)
             self._uitvoeren("verzonden", tot, nid=rij.id)
             log.info("notification delivered", extra={"event": "notification_delivered", "notificatie_id": rij.id})
             return
         if status is not None and 400 <= status < 500 and status not in RETRYABLE_4XX:
+            metrics.BEZORGINGEN.labels("failed").inc()
+            metrics.BEZORG_POGINGEN.observe(rij.pogingen)
             self._uitvoeren("mislukt", tot, nid=rij.id, fout=fout)
             log.warning("notification failed permanently", extra={
                 "event": "notification_failed", "notificatie_id": rij.id, "reason": fout, "attempts": rij.pogingen})
@@ -274,9 +282,12 @@ class Relay:
         uitkomst = self._uitvoeren("opnieuw", tot, nid=rij.id, fout=fout, wacht=dt.timedelta(seconds=wacht),
                                    volgende=_nu() + dt.timedelta(seconds=wacht))
         if uitkomst and uitkomst[0].status == MISLUKT:
+            metrics.BEZORGINGEN.labels("failed").inc()
+            metrics.BEZORG_POGINGEN.observe(rij.pogingen)
             log.warning("notification failed: retry horizon passed", extra={
                 "event": "notification_failed", "notificatie_id": rij.id, "reason": fout, "attempts": rij.pogingen})
             return
+        metrics.BEZORGINGEN.labels("retry").inc()
         log.info("notification will be retried", extra={
             "event": "notification_retry", "notificatie_id": rij.id, "reason": fout, "attempts": rij.pogingen,
             "retry_in_seconds": round(wacht, 2)})

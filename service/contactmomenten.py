@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 import sqlalchemy as sa
 
 from klanten_api.errors import ApiProblem, InvalidParam, NietGevonden, ValidatieFout, VoorwaardeNietVervuld
+from klanten_api import tracing
 from klanten_api.etag import etag_van, if_match
 from storage.contactmomenten import SORTERINGEN, Contactmoment
 from storage.uow import Bericht, ContactmomentAuditRegel, UnitOfWork, is_unique_violation
@@ -340,7 +341,8 @@ class ContactmomentenService:
                    "actie": actie, "aanmaakdatum": tijdstempel(moment),
                    "kenmerken": {"bronorganisatie": g["bronorganisatie"], "kanaal": g["kanaal"]}}
         # the outbox orders messages per object: its klant_uuid column holds the contactmoment's uuid
-        return Bericht(cm_uuid, CM_KANAAL, json.dumps(bericht, allow_nan=False), moment)
+        return Bericht(cm_uuid, CM_KANAAL, json.dumps(bericht, allow_nan=False), moment,
+                       tracing.traceparent())
 
     @staticmethod
     def _integriteit(exc: sa.exc.IntegrityError) -> ValidatieFout:

@@ -36,6 +36,7 @@ from urllib.parse import urljoin, urlsplit
 
 import certifi
 
+from klanten_api import metrics, tracing
 from klanten_api.errors import ApiProblem, InvalidParam
 
 log = logging.getLogger("klanten_api.kla_002")
@@ -54,6 +55,9 @@ REDENEN = {
     "time-out": "time-out",
     "verbinding": "verbinding mislukt",
 }
+# the result a failed check counts as (klanten_subject_checks_total)
+_RESULTAAT = {"ongeldig": "refused", "scheme": "refused", "internal": "refused", "dns": "unreachable",
+              "redirects": "unreachable", "time-out": "timeout", "verbinding": "unreachable"}
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
@@ -379,12 +383,20 @@ class SubjectControle:
                lichaam: list | None = None) -> tuple[int, str | None]:
         """GET one URL: (status, Location header or None). With `lichaam` the answer's bytes (at most max_bytes)
         are put in it; `headers` are sent besides ours."""
+        with tracing.uitgaand("kla-002 GET", adres.host, adres.port, "GET") as span:
+            antwoord = self._vraag_een(adres, termijn, bekend, {**(headers or {"Accept": "*/*"}), **span.headers()},
+                                       lichaam)
+            span.status(antwoord[0])
+            return antwoord
+
+    def _vraag_een(self, adres: Adres, termijn: float, bekend: dict, headers: dict,
+                   lichaam: list | None) -> tuple[int, str | None]:
         sock = self._verbind(adres, self._adressen(adres, termijn, bekend), termijn)
         try:
             verbinding = _Verbinding(adres, _TermijnSocket(sock, termijn, self.max_bytes + KOP_RUIMTE))
             verbinding.putrequest("GET", adres.doel, skip_accept_encoding=True)
             verbinding.putheader("User-Agent", USER_AGENT)
-            for naam, waarde in (headers or {"Accept": "*/*"}).items():
+            for naam, waarde in headers.items():
                 verbinding.putheader(naam, waarde)
             verbinding.putheader("Accept-Encoding", "identity")
             verbinding.putheader("Connection", "close")
@@ -442,23 +454,34 @@ class SubjectControle:
     def fout(self, url: str, client_id: str = "") -> InvalidParam | None:
         """None when `url` answers 200, else the `bad-url` error for field `subject`. Raises
         SubjectControlesBezet / SubjectControlesClientBezet when no place is free for this check."""
+        begin = time.perf_counter()
+        resultaat = "busy"
+        try:
+            resultaat, fout = self._controleer(url, client_id)
+            return fout
+        finally:
+            metrics.SUBJECT_CONTROLES.labels(resultaat).inc()
+            metrics.SUBJECT_DUUR.observe(time.perf_counter() - begin)
+
+    def _controleer(self, url: str, client_id: str) -> tuple[str, InvalidParam | None]:
+        """(result for the metrics, error) of one check."""
         try:
             adres = ontleed(url)                   # a refused URL takes no place
         except OnbereikbaarAdres as exc:
-            return self._ophaalfout(url, str(exc))
+            return _RESULTAAT[str(exc)], self._ophaalfout(url, str(exc))
         with self.plaatsen.plaats(client_id):
             try:
                 status = self._volg(adres)
             except OnbereikbaarAdres as exc:
-                return self._ophaalfout(url, str(exc))
+                return _RESULTAAT[str(exc)], self._ophaalfout(url, str(exc))
             except TimeoutError:
-                return self._ophaalfout(url, "time-out")
+                return "timeout", self._ophaalfout(url, "time-out")
             except (OSError, http.client.HTTPException, ValueError):
-                return self._ophaalfout(url, "verbinding")
+                return "unreachable", self._ophaalfout(url, "verbinding")
         if status != 200:
-            return InvalidParam("subject", "bad-url",
-                                f"De URL {url} gaf als antwoord HTTP {status}. Geef een geldige URL op.")
-        return None
+            return "bad_status", InvalidParam("subject", "bad-url",
+                                              f"De URL {url} gaf als antwoord HTTP {status}. Geef een geldige URL op.")
+        return "ok", None
 
     @staticmethod
     def reden(exc: Exception) -> str | None:

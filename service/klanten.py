@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlencode
 import sqlalchemy as sa
 
 from klanten_api.errors import InvalidParam, NietGevonden, ValidatieFout, VoorwaardeNietVervuld
+from klanten_api import tracing
 from klanten_api.etag import etag_van, if_match
 from storage.klanten import Klant, KlantnummersUitgeput
 from storage.uow import AuditRegel, Bericht, UnitOfWork, is_unique_violation
@@ -242,7 +243,8 @@ class KlantenService:
         bericht = {"kanaal": KANAAL, "hoofdObject": url, "resource": RESOURCE, "resourceUrl": url, "actie": actie,
                    "aanmaakdatum": tijdstempel(moment), "kenmerken": {"subjectType": subject_type}}
         # encoded exactly as it will be sent (the reference posts with requests' json=)
-        return Bericht(klant_uuid, KANAAL, json.dumps(bericht, allow_nan=False), moment)
+        return Bericht(klant_uuid, KANAAL, json.dumps(bericht, allow_nan=False), moment,
+                       tracing.traceparent())
 
     @staticmethod
     def _resource_weergave(g: dict) -> str:

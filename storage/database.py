@@ -39,12 +39,15 @@ def netwerk_args(network_timeout: float) -> dict:
 
 def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool_timeout: float = 10.0,
                 statement_timeout_ms: int = 30_000, lock_timeout_ms: int = 10_000,
-                network_timeout: float = 10.0) -> sa.Engine:
+                network_timeout: float = 10.0, poolclass: type | None = None) -> sa.Engine:
+    """`poolclass`: a QueuePool subclass (the metrics' counting pool) instead of QueuePool itself."""
     url = normaliseer_url(url)
+    extra = {"poolclass": poolclass} if poolclass is not None else {}
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                                  pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout)
         memory = ":memory:" in url or url in ("sqlite://", "sqlite:///")
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                                  pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout,
+                                  **({} if memory else extra))
 
         @sa.event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_conn, _record):
@@ -66,7 +69,7 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool_t
 
         return engine
     engine = sa.create_engine(
-        url, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout,
+        url, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout, **extra,
         connect_args={"options": f"-c statement_timeout={statement_timeout_ms} -c lock_timeout={lock_timeout_ms}",
                       **netwerk_args(network_timeout)},
     )

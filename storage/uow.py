@@ -36,6 +36,7 @@ class Bericht(NamedTuple):
     kanaal: str
     bericht: str           # the JSON text as it will be sent
     moment: dt.datetime
+    traceparent: str | None = None   # the write's trace (tracing on): the delivery's span continues it
 
 
 def _met_voorvoegsel(tabel: sa.Table, voorvoegsel: str, zonder: tuple[str, ...] = ("id",)) -> dict:

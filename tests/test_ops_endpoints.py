@@ -174,18 +174,18 @@ def test_ready_is_503_without_leaking_internals_when_the_database_is_unreachable
 
 # ---------------------------------------------------------------- /_metrics
 def test_metrics_count_klant_list_requests(api, server):
-    before = metric(scrape(server.url), "klanten_requests_total", operation="klant_list", status="200") or 0
+    before = metric(scrape(server.url), "klanten_http_requests_total", operation="klant_list", status_class="2xx") or 0
     for _ in range(3):
         assert api.get("/klanten").status_code == 200
-    samples = wait_for_metric(server.url, "klanten_requests_total", before + 3, operation="klant_list", status="200")
-    assert metric(samples, "klanten_requests_total", operation="klant_list", status="200") == before + 3
+    samples = wait_for_metric(server.url, "klanten_http_requests_total", before + 3, operation="klant_list", status_class="2xx")
+    assert metric(samples, "klanten_http_requests_total", operation="klant_list", status_class="2xx") == before + 3
 
 
 def test_metrics_count_by_status(api, server):
-    before = metric(scrape(server.url), "klanten_requests_total", operation="klant_list", status="403") or 0
+    before = metric(scrape(server.url), "klanten_http_requests_total", operation="klant_list", status_class="4xx") or 0
     assert api.get("/klanten", auth=False).status_code == 403
-    samples = wait_for_metric(server.url, "klanten_requests_total", before + 1, operation="klant_list", status="403")
-    assert metric(samples, "klanten_requests_total", operation="klant_list", status="403") == before + 1
+    samples = wait_for_metric(server.url, "klanten_http_requests_total", before + 1, operation="klant_list", status_class="4xx")
+    assert metric(samples, "klanten_http_requests_total", operation="klant_list", status_class="4xx") == before + 1
 
 
 def test_metrics_text_format_and_latency_histogram(api, server):
@@ -194,17 +194,17 @@ def test_metrics_text_format_and_latency_histogram(api, server):
     assert r.status_code == 200
     assert r.headers["Content-Type"].startswith("text/plain")
     assert "version=0.0.4" in r.headers["Content-Type"]
-    assert "# TYPE klanten_requests_total counter" in r.text
-    assert "# TYPE klanten_request_duration_seconds histogram" in r.text
-    samples = wait_for_metric(server.url, "klanten_request_duration_seconds_count", 1, operation="klant_list")
+    assert "# TYPE klanten_http_requests_total counter" in r.text
+    assert "# TYPE klanten_http_request_duration_seconds histogram" in r.text
+    samples = wait_for_metric(server.url, "klanten_http_request_duration_seconds_count", 1, operation="klant_list")
     buckets = [(l["le"], v) for n, l, v in samples
-               if n == "klanten_request_duration_seconds_bucket" and l.get("operation") == "klant_list"]
+               if n == "klanten_http_request_duration_seconds_bucket" and l.get("operation") == "klant_list"]
     assert buckets, "no histogram buckets for klant_list"
     assert buckets[-1][0] == "+Inf"
     values = [v for _, v in buckets]
     assert values == sorted(values), f"histogram buckets are not cumulative: {buckets}"
-    count = metric(samples, "klanten_request_duration_seconds_count", operation="klant_list")
-    total = metric(samples, "klanten_request_duration_seconds_sum", operation="klant_list")
+    count = metric(samples, "klanten_http_request_duration_seconds_count", operation="klant_list")
+    total = metric(samples, "klanten_http_request_duration_seconds_sum", operation="klant_list")
     assert count >= 1 and values[-1] == count
     assert total is not None and total > 0
 
@@ -213,9 +213,9 @@ def test_metrics_pool_and_outbox_gauges_are_present(server):
     samples = scrape(server.url)
     names = {n for n, _, _ in samples}
     for name in ("klanten_outbox_pending", "klanten_outbox_oldest_pending_age_seconds",
-                 "klanten_notifications_failed", "klanten_db_pool_checked_out"):
+                 "klanten_outbox_failed", "klanten_db_pool_connections_in_use"):
         assert name in names, f"{name} missing from /_metrics"
-    checked_out = [v for n, _, v in samples if n == "klanten_db_pool_checked_out"]
+    checked_out = [v for n, _, v in samples if n == "klanten_db_pool_connections_in_use"]
     assert all(v >= 0 for v in checked_out)
 
 
@@ -223,7 +223,7 @@ def test_outbox_pending_rises_after_a_create(server_factory):
     srv = server_factory(notifications_api_url=NRC_ONBEREIKBAAR, notifications_relay=False)
     before = scrape(srv.url)
     pending = metric(before, "klanten_outbox_pending")
-    failed = metric(before, "klanten_notifications_failed")
+    failed = metric(before, "klanten_outbox_failed")
     assert pending is not None and failed is not None
     api = Api(srv.url)
     r = api.post("/klanten", json=klant_body(klantnummer="7001"))
@@ -232,7 +232,7 @@ def test_outbox_pending_rises_after_a_create(server_factory):
     after = scrape(srv.url)
     assert metric(after, "klanten_outbox_pending") == pending + 1
     assert metric(after, "klanten_outbox_oldest_pending_age_seconds") >= 0
-    assert metric(after, "klanten_notifications_failed") == failed
+    assert metric(after, "klanten_outbox_failed") == failed
     r = api.post("/klanten", json=klant_body(klantnummer="7002"))
     assert r.status_code == 201, r.text
     time.sleep(1.1)

@@ -1,0 +1,26 @@
+"""notificatie: the W3C traceparent of the write that queued a message
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-12-10
+
+Why: with OpenTelemetry tracing on (README "Tracing"), the relay's delivery of a notification continues the
+trace of the request that wrote it, so an operator sees a write and its delivery, minutes later and in another
+process, in one trace. NULL when tracing is off (and for every message queued before this migration).
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("notificatie", sa.Column("traceparent", sa.String(55), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("notificatie") as batch:
+        batch.drop_column("traceparent")
