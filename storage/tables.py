@@ -121,7 +121,7 @@ notificatie = sa.Table(
     sa.Column("verzonden", sa.DateTime(timezone=True), nullable=True),
     # the first failed delivery: transient failures are retried until the retry horizon has passed since
     sa.Column("eerste_fout", sa.DateTime(timezone=True), nullable=True),
-    # the W3C traceparent of the write that queued it (tracing on, migration 0006): its delivery continues it
+    # the W3C traceparent of the write that queued it (tracing on, migration 0007): its delivery continues it
     sa.Column("traceparent", sa.String(55), nullable=True),
     sa.Index("ix_notificatie_klant_uuid", "klant_uuid", "id"),
     # partial: what the relay and `notificaties list` look for, whatever the number of sent messages kept

@@ -1,7 +1,7 @@
 """notificatie: the W3C traceparent of the write that queued a message
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-10
 
 Why: with OpenTelemetry tracing on (README "Tracing"), the relay's delivery of a notification continues the
@@ -11,8 +11,8 @@ process, in one trace. NULL when tracing is off (and for every message queued be
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
