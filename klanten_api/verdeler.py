@@ -40,6 +40,7 @@ VERBINDING = b"V"           # serve -> worker: one accepted connection, its desc
 GEREED = b"R"               # worker -> serve: start-up complete, connections welcome
 GESLOTEN = b"G"             # worker -> serve: b"G" + count (uint32): connections that closed
 _TELLING = struct.Struct("!I")
+ONTVANG_PER_BEURT = 8       # connections a worker takes from its channel per turn of its event loop
 
 
 def kanaalpaar() -> tuple[socket.socket, socket.socket]:
@@ -85,7 +86,10 @@ class OvernemendeServer(Server):
         self._stuur(GEREED)
 
     def _ontvang(self, loop: asyncio.AbstractEventLoop, create_protocol: Callable) -> None:
-        while True:
+        # a few per turn of the loop: serve refills the channel as fast as it is read, and descriptors taken
+        # faster than the connections they push out over KLANTEN_MAX_CONNECTIONS are closed would exhaust the
+        # worker's descriptors (the kernel then drops what it passes: the clients get a reset)
+        for _ in range(ONTVANG_PER_BEURT):
             try:
                 bericht, fds, _, _ = socket.recv_fds(self.kanaal, 16, 1)
             except (BlockingIOError, InterruptedError):
@@ -268,43 +272,58 @@ class Verdeler:
 
     # ---- the accept thread
     def _accepteer(self) -> None:
+        """Accept, hand over, read the workers' reports. When no worker's channel has room (a burst: a channel
+        queues only a few messages), the connection waits here and no more are accepted until a channel has room:
+        the rest waits in the listening socket's backlog, as it did for uvicorn's workers."""
         sel = selectors.DefaultSelector()
-        sel.register(self.luister, selectors.EVENT_READ, "luister")
         sel.register(self._wekker_lees, selectors.EVENT_READ, "wekker")
         bekend: list[_Plaats] = []
+        wachtend: socket.socket | None = None       # accepted, not yet handed over
+        luistert = schrijfwacht = None
         try:
             while not self.stoppen.is_set():
-                for sleutel, _ in sel.select(1.0):
+                with self.lock:
+                    nieuw, self._nieuw = self._nieuw, []
+                bekend.extend(nieuw)
+                for plaats in [p for p in bekend if p.weg]:
+                    bekend.remove(plaats)
+                    plaats.weg = True
+                    if plaats.kanaal.fileno() in sel.get_map():
+                        sel.unregister(plaats.kanaal)
+                if wachtend is not None and self._geef(bekend, wachtend):
+                    wachtend.close()
+                    wachtend = None
+                # listen while nothing waits; watch the channels for room while something does
+                if (wachtend is None) != luistert:
+                    luistert = wachtend is None
+                    if luistert:
+                        sel.register(self.luister, selectors.EVENT_READ, "luister")
+                    else:
+                        sel.unregister(self.luister)
+                gebeurtenis = selectors.EVENT_READ | (selectors.EVENT_WRITE if wachtend is not None else 0)
+                for plaats in bekend:
+                    if plaats.kanaal.fileno() not in sel.get_map():
+                        sel.register(plaats.kanaal, gebeurtenis, plaats)
+                    elif schrijfwacht != (wachtend is not None):
+                        sel.modify(plaats.kanaal, gebeurtenis, plaats)
+                schrijfwacht = wachtend is not None
+                for sleutel, soort in sel.select(1.0):
                     if sleutel.data == "luister":
-                        self._neem_aan(bekend)
+                        wachtend = self._neem_aan(bekend)
                     elif sleutel.data == "wekker":
                         try:
                             self._wekker_lees.recv(4096)
                         except OSError:
                             pass
-                    else:
-                        self._lees_kanaal(sel, sleutel.data)
-                with self.lock:
-                    nieuw, self._nieuw = self._nieuw, []
-                for plaats in nieuw:
-                    sel.register(plaats.kanaal, selectors.EVENT_READ, plaats)
-                    bekend.append(plaats)
-                for plaats in [p for p in bekend if p.weg]:
-                    self._vergeet(sel, bekend, plaats)
+                    elif soort & selectors.EVENT_READ:
+                        self._lees_kanaal(sleutel.data)
         finally:
             sel.close()
+            if wachtend is not None:
+                wachtend.close()
             self.luister.close()            # what still waits in the backlog is refused, as uvicorn does
 
-    def _vergeet(self, sel, bekend: list[_Plaats], plaats: _Plaats) -> None:
-        plaats.weg = True
-        if plaats in bekend:
-            bekend.remove(plaats)
-            try:
-                sel.unregister(plaats.kanaal)
-            except (KeyError, ValueError):
-                pass
-
-    def _lees_kanaal(self, sel, plaats: _Plaats) -> None:
+    def _lees_kanaal(self, plaats: _Plaats) -> None:
         while True:
             try:
                 bericht = plaats.kanaal.recv(16)
@@ -321,21 +340,23 @@ class Verdeler:
             elif bericht[:1] == GESLOTEN and len(bericht) == 1 + _TELLING.size:
                 plaats.open = max(0, plaats.open - _TELLING.unpack(bericht[1:])[0])
 
-    def _neem_aan(self, bekend: list[_Plaats]) -> None:
+    def _neem_aan(self, bekend: list[_Plaats]) -> socket.socket | None:
+        """Accept and hand over until the backlog is empty; a connection no channel has room for is returned."""
         while True:
             try:
                 verbinding, _ = self.luister.accept()
             except (BlockingIOError, InterruptedError):
-                return
+                return None
             except OSError as exc:          # EMFILE and the like: the connection waits in the backlog
                 log.warning("accept failed", extra={"event": "accept_failed", "errno": exc.errno})
-                return
-            try:
-                self._geef(bekend, verbinding)
-            finally:
-                verbinding.close()          # the worker holds it now (or nobody could take it: closed)
+                return None
+            if not self._geef(bekend, verbinding):
+                return verbinding
+            verbinding.close()              # the worker holds it now
 
-    def _geef(self, bekend: list[_Plaats], verbinding: socket.socket) -> None:
+    def _geef(self, bekend: list[_Plaats], verbinding: socket.socket) -> bool:
+        """Hand the connection to the ready worker with the fewest open (on a tie: the one served least
+        recently); False when no channel has room now."""
         levend = [p for p in bekend if not p.weg]
         kandidaten = [p for p in levend if p.gereed] or levend     # a worker still starting queues it
         for plaats in sorted(kandidaten, key=lambda p: (p.open, p.laatst)):
@@ -344,10 +365,11 @@ class Verdeler:
             except (BlockingIOError, InterruptedError):
                 continue                    # this worker's channel is full: the next one
             except OSError:
-                plaats.weg = True
+                with self.lock:
+                    plaats.weg = True
                 continue
             self._volgnummer += 1
             plaats.open += 1
             plaats.laatst = self._volgnummer
-            return
-        log.warning("no worker could take a connection", extra={"event": "connection_not_handed_over"})
+            return True
+        return False
