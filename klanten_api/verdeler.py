@@ -148,6 +148,7 @@ class OvernemendeServer(Server):
             loop.remove_reader(self.kanaal.fileno())
         except (ValueError, OSError):
             pass
+        self.kanaal.setblocking(False)      # (a SIGTERM during start-up returns before startup() set it)
         while True:                         # connections handed over but not yet read: not served, closed
             try:
                 _, fds, _, _ = socket.recv_fds(self.kanaal, 16, 1)
