@@ -1,11 +1,9 @@
 """Closed-loop HTTP/1.1 load generator (asyncio + uvloop, raw keep-alive sockets).
 
 `concurrency` connections each keep exactly one request in flight: send, read the whole answer, send
-the next one, until the duration is over. A connection is closed and opened again after
-`requests_per_connection` requests (like a proxy's upstream keep-alive limit): uvicorn's workers share
-one listening socket and whichever accepts first takes a whole burst of new connections, so eight
-connections kept forever can all end up in one worker while the other idles; recycling them spreads
-the load the way many clients would. Latency is measured per request from just before the write to
+the next one, until the duration is over. By default (`requests_per_connection` 0) each connection is
+kept for the whole run, as a proxy or a client's connection pool keeps it; with `requests_per_connection`
+N it is closed and opened again after N requests (the `*_recycle` scenarios of run.py). Latency is measured per request from just before the write to
 the last byte of the answer. The client is deliberately lean (one process, no HTTP library) so that on a
 small machine it takes as little CPU from the server as possible.
 

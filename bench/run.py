@@ -67,11 +67,21 @@ TARGETS = {"detail": {"rps": 500, "p99_ms": 50}, "bsn": {"rps": 400}, "page": {"
 TARGET_RSS_MIB = 100.0
 TARGET_READY_S = 3.0
 READY_RUNS = 5
-REQUESTS_PER_CONNECTION = int(os.environ.get("REQUESTS_PER_CONNECTION", 20))   # 0: keep connections forever
+# 0 (the default): every connection is kept for the whole run, as a proxy or a client's connection pool keeps them
+REQUESTS_PER_CONNECTION = int(os.environ.get("REQUESTS_PER_CONNECTION", 0))
+RECYCLE_EVERY = 20           # the *_recycle variants reopen each connection after this many requests
+# issue #14: on every read scenario c=8 throughput ≥ 1.7× c=1, and CPU per request at c=8 ≤ 1.15× that of c=1
+MIN_THROUGHPUT_RATIO = 1.7
+MAX_CPU_RATIO = 1.15
+# issue #14 point 3: server CPU per request (ms), and PostgreSQL CPU per request for list pages
+CPU_TARGETS = {"detail": {"server_workers": 1.0}, "bsn": {"server_workers": 1.5},
+               "page": {"server_workers": 4.0, "postgresql": 3.0},
+               "create": {"server_workers": 2.0}, "patch": {"server_workers": 2.0}}
 
 # key, label, request mix (kind, weight)
 SCENARIOS = [
     ("detail", "detail read (GET /klanten/{uuid})", [("detail", 1.0)]),
+    ("detail_recycle", f"detail read, each connection reopened after {RECYCLE_EVERY} requests", [("detail", 1.0)]),
     ("bsn", "list ?subjectNatuurlijkPersoon__inpBsn=", [("bsn", 1.0)]),
     ("page", "list page (GET /klanten?page=N, N uniform over all pages)", [("page", 1.0)]),
     ("create", "create (POST /klanten)", [("create", 1.0)]),
@@ -84,6 +94,17 @@ SCENARIOS = [
     ("kcm_create", "klantcontactmoment create (local klant URL)", [("kcm_create", 1.0)]),
 ]
 WRITE_KINDS = ("create", "patch", "cm_create")        # kinds whose writes leave a notification in the outbox
+READ_KINDS = ("detail", "bsn", "page", "cm_detail", "cm_page")
+RECYCLE = {"detail_recycle": RECYCLE_EVERY}            # scenario -> requests per connection (others: the default)
+
+
+def is_read(mix) -> bool:
+    return all(k in READ_KINDS for k, _ in mix)
+
+
+def scenario_key(base: str, concurrency: int, main_concurrency: int) -> str:
+    """`detail` at the main concurrency (8), `detail_c1` at another: the keys of the results file."""
+    return base if concurrency == main_concurrency else f"{base}_c{concurrency}"
 
 
 def log(bericht: str) -> None:
@@ -534,10 +555,11 @@ class PgActiviteit(threading.Thread):
 # load
 # ----------------------------------------------------------------------------------------------------
 def laad(tmp: Path, data_file: Path, server: Server, mix, duur: float, concurrency: int, seed: int,
-         cpu: CpuMeter | None = None) -> dict:
+         cpu: CpuMeter | None = None, requests_per_connection: int | None = None) -> dict:
     spec = {"data_file": str(data_file), "host": "127.0.0.1", "port": server.port, "token": server.token,
             "mix": mix, "duration": duur, "concurrency": concurrency, "seed": seed,
-            "requests_per_connection": REQUESTS_PER_CONNECTION}
+            "requests_per_connection": REQUESTS_PER_CONNECTION if requests_per_connection is None
+            else requests_per_connection}
     spec_pad, uit_pad = tmp / "spec.json", tmp / "out.json"
     spec_pad.write_text(json.dumps(spec))
     if cpu:
@@ -659,7 +681,7 @@ def profileer(tmp: Path, data_file: Path, server: Server, concurrency: int, duur
             procs.append(subprocess.Popen(basis + ["-o", str(gil), "--pid", str(b), "--format", "raw", "--gil"],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(0.5)
-        laad(tmp, data_file, server, mix, duur, concurrency, seed=777)
+        laad(tmp, data_file, server, mix, duur, concurrency, seed=777, requests_per_connection=RECYCLE.get(key))
         for p in procs:
             try:
                 p.wait(30)
@@ -780,27 +802,39 @@ def fmt(x, nd=0, suffix=""):
     return f"{x:,.{nd}f}{suffix}"
 
 
+def _cpu_doel(basis: str, soort: str, waarde) -> str:
+    """`1.23 (≤ 1.0 ❌)`: a CPU-per-request figure with the issue's target for it, if any."""
+    doel = CPU_TARGETS.get(basis, {}).get(soort)
+    if waarde is None or doel is None:
+        return fmt(waarde, 2)
+    return f"{waarde:,.2f} (≤ {doel:g} {'✅' if waarde <= doel else '❌'})"
+
+
 def tabel(resultaat: dict) -> str:
-    regels = ["| scenario | req/s | × reference (ref. req/s) | target | p50 ms | p99 ms | errors | "
-              "server CPU ms/req | PostgreSQL CPU ms/req |",
-              "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
-    for key, label, _ in SCENARIOS:
-        s = resultaat["scenarios"].get(key)
-        if not s:
-            continue
+    regels = ["| scenario | conns | req/s | × reference (ref. req/s) | target | p50 ms | p99 ms | errors | "
+              "server CPU ms/req | PostgreSQL CPU ms/req | cores per worker |",
+              "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|"]
+    labels = {k: label for k, label, _ in SCENARIOS}
+    for key, s in resultaat["scenarios"].items():
+        basis = s.get("base", key)
         m = s["median"]
-        ref = REFERENCE.get(key)
+        ref = s.get("reference_rps")
         ratio = f"{m['rps'] / ref:.1f}× ({ref:g})" if ref else "–"
-        doel = TARGETS.get(key)
+        doel = s.get("target")
         if doel:
             tekst = f"≥ {doel['rps']}/s" + (f", p99 ≤ {doel['p99_ms']} ms" if "p99_ms" in doel else "")
             tekst += " ✅ met" if s["target_met"] else " ❌ missed"
         else:
             tekst = "–"
         cpu = m.get("cpu_ms_per_request", {})
-        regels.append(f"| {label} | {fmt(m['rps'], 1)} | {ratio} | {tekst} | {fmt(m['p50_ms'], 1)} | "
-                      f"{fmt(m['p99_ms'], 1)} | {fmt(m['errors'])} | {fmt(cpu.get('server_workers'), 2)} | "
-                      f"{fmt(cpu.get('postgresql'), 2)} |")
+        conns = f"{s.get('concurrency', resultaat['settings']['concurrency'])}"
+        if s.get("requests_per_connection"):
+            conns += f" (new every {s['requests_per_connection']})"
+        per_worker = " / ".join(f"{w:.2f}" for w in m.get("cpu_cores", {}).get("per_worker", [])) or "–"
+        regels.append(f"| {labels.get(basis, basis)} | {conns} | {fmt(m['rps'], 1)} | {ratio} | {tekst} | "
+                      f"{fmt(m['p50_ms'], 1)} | {fmt(m['p99_ms'], 1)} | {fmt(m['errors'])} | "
+                      f"{_cpu_doel(basis, 'server_workers', cpu.get('server_workers'))} | "
+                      f"{_cpu_doel(basis, 'postgresql', cpu.get('postgresql'))} | {per_worker} |")
     rss = resultaat.get("rss", {})
     if rss.get("peak_per_worker_mib"):
         piek = max(rss["peak_per_worker_mib"].values())
@@ -841,6 +875,46 @@ def cm_tegen_klant(resultaat: dict) -> dict | None:
     uit["costs_no_more"] = totaal_c <= totaal_k * 1.05 and kb["p50_ms"] <= ka["p50_ms"] * 1.05
     uit["tolerance"] = "5% (run-to-run noise of medians on this shared machine)"
     return uit
+
+
+def concurrentie(resultaat: dict) -> dict:
+    """Issue #14: per read scenario measured at 1 and at the main concurrency, the ratios of throughput and of
+    server CPU per request (c8 / c1), against MIN_THROUGHPUT_RATIO and MAX_CPU_RATIO."""
+    sc = resultaat.get("scenarios", {})
+    hoofd = resultaat["settings"]["concurrency"]
+    uit = {}
+    for key, s in sc.items():
+        if s.get("concurrency") != hoofd or s.get("base", key) != key:
+            continue
+        een = sc.get(f"{key}_c1")
+        if not een:
+            continue
+        a, b = een["median"], s["median"]
+        doorvoer = round(b["rps"] / a["rps"], 2) if a["rps"] else None
+        cpu_a, cpu_b = a["cpu_ms_per_request"]["server_workers"], b["cpu_ms_per_request"]["server_workers"]
+        cpu = round(cpu_b / cpu_a, 2) if cpu_a else None
+        uit[key] = {"rps_c1": round(a["rps"], 1), f"rps_c{hoofd}": round(b["rps"], 1), "throughput_ratio": doorvoer,
+                    "throughput_met": doorvoer is not None and doorvoer >= MIN_THROUGHPUT_RATIO,
+                    "server_cpu_ms_c1": cpu_a, f"server_cpu_ms_c{hoofd}": cpu_b, "cpu_ratio": cpu,
+                    "cpu_met": cpu is not None and cpu <= MAX_CPU_RATIO,
+                    f"per_worker_cores_c{hoofd}": b["cpu_cores"].get("per_worker")}
+    return uit
+
+
+def concurrentie_tabel(resultaat: dict) -> str:
+    c = resultaat.get("concurrency_ratios") or {}
+    if not c:
+        return ""
+    hoofd = resultaat["settings"]["concurrency"]
+    regels = [f"| scenario | req/s c=1 | req/s c={hoofd} | × (≥ {MIN_THROUGHPUT_RATIO:g}) | server CPU ms/req c=1 | "
+              f"c={hoofd} | × (≤ {MAX_CPU_RATIO:g}) | cores per worker c={hoofd} |",
+              "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for key, v in c.items():
+        regels.append(f"| {key} | {v['rps_c1']} | {v[f'rps_c{hoofd}']} | {v['throughput_ratio']}× "
+                      f"{'✅' if v['throughput_met'] else '❌'} | {v['server_cpu_ms_c1']} | "
+                      f"{v[f'server_cpu_ms_c{hoofd}']} | {v['cpu_ratio']}× {'✅' if v['cpu_met'] else '❌'} | "
+                      f"{' / '.join(str(w) for w in v[f'per_worker_cores_c{hoofd}'] or [])} |")
+    return "\n".join(regels)
 
 
 READ_SCENARIOS = ("detail", "bsn", "page")
@@ -925,7 +999,9 @@ def main(argv=None) -> int:
                    help="contactmomenten to seed (default: as many as klanten)")
     p.add_argument("--duration", type=float, default=float(os.environ.get("DURATION", 10)))
     p.add_argument("--runs", type=int, default=int(os.environ.get("RUNS", 3)))
-    p.add_argument("--concurrency", type=int, default=int(os.environ.get("CONCURRENCY", 8)))
+    p.add_argument("--concurrency", default=os.environ.get("CONCURRENCY", "1,8"),
+                   help="connections per run, comma-separated: read scenarios run at each (keys detail_c1, ...; "
+                        "the highest gives the plain keys), write scenarios at the highest only")
     p.add_argument("--warmup", type=float, default=float(os.environ.get("WARMUP", 3)))
     p.add_argument("--scenarios", default=",".join(k for k, _, _ in SCENARIOS),
                    help="comma-separated subset of " + ",".join(k for k, _, _ in SCENARIOS))
@@ -940,6 +1016,8 @@ def main(argv=None) -> int:
                         "CPU (0: do not wait); their CPU use during the runs is reported as other_processes")
     p.add_argument("--output", help="results file (default bench/results/<date>[-<size>].json)")
     args = p.parse_args(argv)
+    concurrencies = sorted({int(c) for c in str(args.concurrency).split(",") if c.strip()})
+    args.concurrency = max(concurrencies)           # the main figure: writes, profiles, the plain keys
     if args.contactmomenten is None:
         args.contactmomenten = args.size
     gekozen = set(args.scenarios.split(","))
@@ -955,11 +1033,13 @@ def main(argv=None) -> int:
 
     resultaat: dict = {"date": dt.date.today().isoformat(), "started": dt.datetime.now().isoformat(timespec="seconds"),
                        "size": args.size, "git": git_info(), "machine": machine(),
-                       "settings": {"workers": WORKERS, "concurrency": args.concurrency, "duration_s": args.duration,
+                       "settings": {"workers": WORKERS, "concurrency": args.concurrency,
+                                    "read_concurrencies": concurrencies, "duration_s": args.duration,
                                     "runs": args.runs, "warmup_s": args.warmup,
                                     "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
                                     "client": "bench/loadgen.py (asyncio + uvloop, keep-alive, closed loop, loopback)",
                                     "requests_per_connection": REQUESTS_PER_CONNECTION,
+                                    "recycled_scenarios": RECYCLE,
                                     "notifications": "KLANTEN_NOTIFICATIONS_API_URL -> local sink, relay ON "
                                     "(in every worker, the default)", "base_url": BASE_URL,
                                     "pool": "defaults (KLANTEN_DB_POOL_SIZE 10, MAX_OVERFLOW 10)"},
@@ -1122,11 +1202,14 @@ def main(argv=None) -> int:
                 # ---- 7: scenarios ----
                 resultaat["scenarios"] = {}
                 per_scenario_rss = {}
-                for key, label, mix in SCENARIOS:
-                    if key not in gekozen:
-                        continue
+                plan = [(scenario_key(basis, c, args.concurrency), basis, label, mix, c)
+                        for basis, label, mix in SCENARIOS if basis in gekozen
+                        for c in (concurrencies if is_read(mix) and basis not in RECYCLE else [args.concurrency])]
+                for key, basis, label, mix, concurrency in plan:
+                    per_verbinding = RECYCLE.get(basis)
                     if args.warmup > 0:
-                        laad(tmp, data_file, server, mix, args.warmup, args.concurrency, seed=args.seed * 100)
+                        laad(tmp, data_file, server, mix, args.warmup, concurrency, seed=args.seed * 100,
+                             requests_per_connection=per_verbinding)
                     if any(k in WRITE_KINDS for k, _ in mix):
                         wacht_op_outbox(DB_NAAM)        # the warm-up's notifications are not this run's load
                     if args.quiet_wait > 0:
@@ -1135,22 +1218,22 @@ def main(argv=None) -> int:
                     monitor.neem_venster()
                     pg_activiteit.neem_venster()
                     for r in range(args.runs):
-                        uit = laad(tmp, data_file, server, mix, args.duration, args.concurrency,
-                                   seed=args.seed * 100 + r + 1,
-                                   cpu=CpuMeter(pids, relay=server.relay_pids()))
+                        uit = laad(tmp, data_file, server, mix, args.duration, concurrency,
+                                   seed=args.seed * 100 + r + 1, cpu=CpuMeter(server.worker_pids(),
+                                   relay=server.relay_pids()), requests_per_connection=per_verbinding)
                         runs.append(uit)
-                        log(f"{key:7s} run {r + 1}/{args.runs}: {uit['rps']:8.1f} req/s  p50 {uit['p50_ms']:7.1f} ms  "
+                        log(f"{key:9s} run {r + 1}/{args.runs}: {uit['rps']:8.1f} req/s  p50 {uit['p50_ms']:7.1f} ms  "
                             f"p99 {uit['p99_ms']:7.1f} ms  errors {uit['errors']}  cpu {uit['cpu_cores']}"
                             + (f" {uit['statuses']} {uit['error_kinds']}" if uit["errors"] else ""))
                     per_scenario_rss[key] = {str(k): round(v, 1) for k, v in monitor.neem_venster().items()}
                     pg_tijdens = pg_activiteit.neem_venster()
                     med = {"rps": mediaan([u["rps"] for u in runs]), "p50_ms": mediaan([u["p50_ms"] for u in runs]),
                            "p99_ms": mediaan([u["p99_ms"] for u in runs]), "errors": mediaan([u["errors"] for u in runs])}
-                    doel = TARGETS.get(key)
+                    doel = TARGETS.get(key) if concurrency == args.concurrency and basis not in RECYCLE else None
                     met = None
                     if doel:
                         met = med["rps"] >= doel["rps"] and ("p99_ms" not in doel or med["p99_ms"] <= doel["p99_ms"])
-                    ref = REFERENCE.get(key)
+                    ref = REFERENCE.get(key) if doel else None
                     relay = None
                     if any(k in WRITE_KINDS for k, _ in mix):
                         relay = wacht_op_outbox(DB_NAAM)
@@ -1158,12 +1241,18 @@ def main(argv=None) -> int:
                             f"drained in {relay['drained_in_s']} s")
                     med["cpu_cores"] = {c: round(mediaan([u["cpu_cores"][c] for u in runs]), 2)
                                         for c in runs[0]["cpu_cores"] if c != "per_worker"}
+                    # per worker, busiest first in each run (which worker is which does not matter, the split does)
+                    per_run = [sorted(u["cpu_cores"]["per_worker"], reverse=True) for u in runs]
+                    med["cpu_cores"]["per_worker"] = [round(mediaan([w[i] for w in per_run if len(w) > i]), 2)
+                                                      for i in range(max(len(w) for w in per_run))]
                     # CPU per request: each run's cores divided by its own requests per second, then the median
                     med["cpu_ms_per_request"] = {
                         c: round(mediaan([1000 * u["cpu_cores"][c] / u["rps"] for u in runs if u["rps"]]), 2)
                         for c in ("server_workers", "relay", "postgresql")}
                     resultaat["scenarios"][key] = {
-                        "label": label, "mix": mix, "median": med, "notification_relay": relay,
+                        "label": label, "base": basis, "concurrency": concurrency,
+                        "requests_per_connection": per_verbinding or REQUESTS_PER_CONNECTION,
+                        "mix": mix, "median": med, "notification_relay": relay,
                         "postgresql_activity": pg_tijdens,
                         "reference_rps": ref, "ratio_to_reference": (med["rps"] / ref) if ref else None,
                         "target": doel, "target_met": met,
@@ -1194,6 +1283,8 @@ def main(argv=None) -> int:
     # ---- 9: report ----
     resultaat["finished"] = dt.datetime.now().isoformat(timespec="seconds")
     resultaat["table_markdown"] = tabel(resultaat)
+    resultaat["concurrency_ratios"] = concurrentie(resultaat)
+    resultaat["concurrency_table_markdown"] = concurrentie_tabel(resultaat)
     resultaat["compared_to_100k"] = vergelijk_met_100k(resultaat, BENCH / "results")
     resultaat["contactmoment_read_vs_klant_read"] = cm_tegen_klant(resultaat)
     uit = Path(args.output) if args.output else BENCH / "results" / (
@@ -1209,6 +1300,12 @@ def main(argv=None) -> int:
     print()
     print(resultaat["table_markdown"])
     print()
+    if resultaat["concurrency_table_markdown"]:
+        print(f"Persistent connections, {resultaat['settings']['concurrency']} against 1 (issue #14: throughput "
+              f"≥ {MIN_THROUGHPUT_RATIO:g}×, server CPU per request ≤ {MAX_CPU_RATIO:g}×):")
+        print()
+        print(resultaat["concurrency_table_markdown"])
+        print()
     print(f"Server warnings and errors during the benchmark: {resultaat.get('server_log') or 'none'}")
     vergelijking = resultaat.get("compared_to_100k")
     if vergelijking and vergelijking["scenarios"]:
@@ -1230,7 +1327,7 @@ def main(argv=None) -> int:
         c = sc["median"].get("cpu_cores", {})
         relay = sc.get("notification_relay")
         pga = sc.get("postgresql_activity", {})
-        print(f"  {key:7s} {c.get('server_workers')} / {c.get('relay')} / {c.get('postgresql')} / {c.get('load_generator')} / "
+        print(f"  {key:9s} {c.get('server_workers')} {c.get('per_worker')} / {c.get('relay')} / {c.get('postgresql')} / {c.get('load_generator')} / "
               f"{c.get('other_processes')} / {c.get('steal')}   backends {pga.get('mean_backends')} waits {pga.get('top_waits')}"
               + (f"   outbox after the runs: {relay['pending_after_load']} pending, drained in {relay['drained_in_s']} s"
                  if relay else ""))

@@ -61,8 +61,15 @@ def cmd_serve(args, settings: Settings) -> int:
         os.environ["KLANTEN_NOTIFICATIONS_RELAY_WEKKER"] = relay.wekker_adres
     verhoog_descriptorlimiet()      # the workers inherit it; KLANTEN_MAX_CONNECTIONS is kept below it
     try:
-        uvicorn.run("klanten_api.app:create_app_from_env", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, **uvicorn_opties(settings))
+        if args.workers > 1:
+            # serve accepts and hands each connection to the worker with the fewest (klanten_api/verdeler.py)
+            from .verdeler import Verdeler
+            config = uvicorn.Config("klanten_api.app:create_app_from_env", factory=True, host=args.host,
+                                    port=args.port, workers=args.workers, **uvicorn_opties(settings))
+            Verdeler(config, config.bind_socket()).run()
+        else:
+            uvicorn.run("klanten_api.app:create_app_from_env", factory=True, host=args.host, port=args.port,
+                        **uvicorn_opties(settings))
     finally:
         if relay is not None:
             relay.stop()
