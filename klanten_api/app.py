@@ -36,6 +36,7 @@ from .ops import OpsEndpoints
 from .ratelimit import controleer as rate_limit, make_limiter
 from .settings import SPEC_PATH, Settings
 from .validators import VALIDATOR_MAP
+from .wsgi import WsgiInEenKeer
 
 log = logging.getLogger("klanten_api")
 
@@ -59,7 +60,8 @@ def _security_handler(authorisatie: Authorisatie, limiter, layout: Layout):
         def get_fn(self, security_scheme, required_scopes):
             def component(request) -> str:
                 # whose scopes: the Autorisaties API grants them per component (kc, cmc), the API's own
-                gevonden = layout.serving(request.url.path)
+                # the raw scope path: request.url would build (and parse) a whole URL for its prefix
+                gevonden = layout.serving(request.scope["path"])
                 return gevonden[0].api.component if gevonden else COMPONENT
 
             if authorisatie.autorisaties_api is None:
@@ -148,6 +150,8 @@ def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
         security_map={"bearer": _security_handler(authorisatie, make_limiter(settings), layout)},
         validator_map=VALIDATOR_MAP,
     )
+    # the Flask app behind connexion's middleware: our bridge instead of a2wsgi's (klanten_api/wsgi.py)
+    app._middleware_app.asgi_app = WsgiInEenKeer(app.app.wsgi_app)
     # every base path of every API is one mount of its document (connexion loads it anew for each, so the
     # mounts share nothing), with its own Swagger UI at {base}/schema/ui/
     for mounted in layout.apis:

@@ -39,9 +39,13 @@ def header_tekst(waarde: str) -> str:
 
 
 def verzoek() -> Verzoek:
-    request = flask.request
-    settings, layout = diensten().settings, diensten().layout
-    base = settings.base_url or (request.host_url.rstrip("/"))
+    # the request object itself, not the proxy: each attribute read through flask.request is a context lookup
+    request = flask.request._get_current_object()
+    headers = request.headers
+    d = diensten()
+    settings, layout = d.settings, d.layout
+    host_url = request.host_url.rstrip("/")
+    base = settings.base_url or host_url
     token = context.get("token_info") or {}
     return Verzoek(
         base_url=base,
@@ -50,12 +54,12 @@ def verzoek() -> Verzoek:
         applicatie_label=token.get("applicatie_label", ""),
         user_id=token.get("user_id", ""),
         user_representation=token.get("user_representation", ""),
-        toelichting=header_tekst(request.headers.get("X-Audit-Toelichting", "")),
+        toelichting=header_tekst(headers.get("X-Audit-Toelichting", "")),
         # blank counts as absent: no tag given is no version to protect
-        if_match=request.headers.get("If-Match", "").strip() or None,
-        logrecord_id=request.headers.get("X-NLX-Logrecord-ID", "")[:255],   # stored (255), never shown
+        if_match=headers.get("If-Match", "").strip() or None,
+        logrecord_id=headers.get("X-NLX-Logrecord-ID", "")[:255],   # stored (255), never shown
         # the page links of a list: this request's URL on the canonical base path (DECISIONS #18)
         pad=layout.canonical_path(request.path),
         query=request.query_string.decode("latin-1"),
-        verzoek_base=request.host_url.rstrip("/"),
+        verzoek_base=host_url,
     )
