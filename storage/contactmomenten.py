@@ -10,7 +10,8 @@ import uuid as uuid_mod
 
 import sqlalchemy as sa
 
-from .tables import contactmoment, klantcontactmoment, objectcontactmoment
+from .paginering import aantal, ongefilterde_ids
+from .tables import contactmoment, contactmoment_pagina, klantcontactmoment, objectcontactmoment
 
 # API field -> column, in the API's output order
 VELDEN = (
@@ -69,6 +70,12 @@ _SELECT = sa.select(contactmoment, _VORIG.c.uuid.label("vorig_uuid"), _VOLGEND.c
 # the detail read built once (building it per call cost SQLAlchemy a cache-key walk over both joins per request)
 _GET = _SELECT.where(contactmoment.c.uuid == sa.bindparam("uuid", type_=contactmoment.c.uuid.type))
 _GET_VOOR_WIJZIGING = _GET.with_for_update(of=contactmoment)
+# the unfiltered list (issue #14, point 2): the count is the sum over contactmoment_pagina (migration 0007, exact,
+# kept by triggers), the page's ids come from where contactmoment_pagina says it starts and the primary key index,
+# and only the page's rows are read and joined to their vorig and volgend
+_AANTAL = aantal(contactmoment_pagina)
+_ONGEFILTERDE_PAGINA = (_SELECT.where(contactmoment.c.id.in_(ongefilterde_ids(contactmoment, contactmoment_pagina)))
+                        .order_by(contactmoment.c.id))
 
 
 def _contactmoment(row) -> Contactmoment:
@@ -130,6 +137,13 @@ class ContactmomentenRepository:
                               "lt": kolom < waarde, "lte": kolom <= waarde}[op])
             else:
                 where.append(contactmoment.c[naam] == waarde)
+        if not filters and all(_SORTERING[naam] is None for naam, _ in sortering):
+            # creation order over all contactmomenten: count and page from contactmoment_pagina
+            count = int(self.conn.execute(_AANTAL).scalar_one())
+            if offset >= count or limit <= 0:
+                return count, []
+            rows = self.conn.execute(_ONGEFILTERDE_PAGINA, {"offset": offset, "limit": limit})
+            return count, [_contactmoment(r) for r in rows]
         # both joins add at most one row each (vorig is one row, and vorig_contactmoment_id is unique), so the count
         # needs them only when a filter is on them
         bron = _VAN if {"vorigContactmoment", "volgendContactmoment"} & set(filters) else contactmoment

@@ -7,7 +7,8 @@ import uuid as uuid_mod
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
-from .tables import FILTER_KOLOMMEN, PAGINA_BLOK, ZOEKSLEUTELS, klant, klant_pagina, klant_telling, klantnummer_reeks
+from .paginering import ongefilterde_ids
+from .tables import FILTER_KOLOMMEN, ZOEKSLEUTELS, klant, klant_pagina, klant_telling, klantnummer_reeks
 
 # API field -> column, in the API's output order
 VELDEN = (
@@ -86,26 +87,9 @@ def _pagina(ids: sa.Select) -> sa.Select:
     return _SELECT.where(klant.c.id.in_(ids)).order_by(klant.c.id)
 
 
-def _blok_van_positie() -> sa.CTE:
-    """The blok that holds the klant at position :offset (from 0, by id) and how many klanten of that blok come
-    before it: a running sum over klant_pagina (one row per blok, plus the few slot rows not folded yet;
-    migration 0006), which stops at the first blok that reaches the position."""
-    n = sa.cast(sa.func.sum(klant_pagina.c.aantal), sa.Integer)
-    per_blok = sa.select(klant_pagina.c.blok, n.label("n"),
-                         sa.func.sum(n).over(order_by=klant_pagina.c.blok, rows=(None, 0)).label("tot")
-                         ).group_by(klant_pagina.c.blok).subquery("per_blok")
-    offset = sa.bindparam("offset", type_=sa.Integer)
-    return (sa.select(per_blok.c.blok, (offset - (per_blok.c.tot - per_blok.c.n)).label("binnen"))
-            .where(per_blok.c.tot > offset).order_by(per_blok.c.blok).limit(1).cte("doel"))
-
-
-_DOEL = _blok_van_positie()
-# the unfiltered page: from the first id of the blok, skip the klanten of that blok before the page (fewer than
-# PAGINA_BLOK entries of the primary key index), take :limit ids, fetch their rows
-_ONGEFILTERDE_PAGINA = _pagina(
-    sa.select(_IDS.c.id).where(_IDS.c.id >= sa.select(_DOEL.c.blok * PAGINA_BLOK).scalar_subquery())
-    .order_by(_IDS.c.id).offset(sa.select(_DOEL.c.binnen).scalar_subquery())
-    .limit(sa.bindparam("limit", type_=sa.Integer)))
+# the unfiltered page: where it starts from klant_pagina (migration 0006), its ids from the primary key index, then
+# its rows by id
+_ONGEFILTERDE_PAGINA = _pagina(ongefilterde_ids(klant, klant_pagina))
 _NUMMER_BESTAAT = sa.select(klant.c.id).where(
     klant.c.bronorganisatie == sa.bindparam("bron"), klant.c.klantnummer == sa.bindparam("nummer"),
     klant.c.id != sa.bindparam("behalve")).limit(1)       # behalve -1: no klant excepted (ids start at 1)

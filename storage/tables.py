@@ -193,6 +193,15 @@ contactmoment = sa.Table(
         "medewerker_sleutel")),
 )
 
+# the contactmomenten per blok of PAGINA_BLOK ids, as klant_pagina (migration 0007): where each page of the unfiltered
+# contactmoment list starts, and (the sum over all rows) how many contactmomenten there are
+contactmoment_pagina = sa.Table(
+    "contactmoment_pagina", metadata,
+    sa.Column("blok", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("slot", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("aantal", sa.Integer(), nullable=False),
+)
+
 klantcontactmoment = sa.Table(
     "klantcontactmoment", metadata,
     sa.Column("id", Id, primary_key=True, autoincrement=True),

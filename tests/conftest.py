@@ -106,11 +106,11 @@ def _schone_database(request):
 
 
 def leeg_register(engine) -> None:
-    """Delete every row; klant_telling and klant_pagina are left to the triggers that keep them (deleting the
-    klanten brings them to 0)."""
+    """Delete every row; klant_telling, klant_pagina and contactmoment_pagina are left to the triggers that keep them
+    (deleting the klanten and contactmomenten brings them to 0)."""
     with engine.begin() as conn:
         for table in reversed(metadata.sorted_tables):
-            if table.name not in ("klant_telling", "klant_pagina"):
+            if table.name not in ("klant_telling", "klant_pagina", "contactmoment_pagina"):
                 conn.execute(table.delete())
 
 
