@@ -354,16 +354,19 @@ class CmRijenBouwer:
 
     def __init__(self, base_url: str, client_id: str, applicatie_label: str, user_id: str = "bench",
                  user_representation: str = "Benchmark"):
-        import yaml
-        from klanten_api.settings import CM_SPEC_PATH
+        from klanten_api.apis import CONTACTMOMENTEN, KLANTEN, Layout
+        from klanten_api.settings import Settings
         from service.contactmomenten import ContactmomentenService
         from service.klanten import Verzoek
         from service.validatie import SchemaValidatie
         from storage import audittrail as audit_storage
         from storage.contactmomenten import naar_kolommen, sleutel
 
-        spec = yaml.safe_load(CM_SPEC_PATH.read_text(encoding="utf-8"))
-        self.service = ContactmomentenService(None, SchemaValidatie(spec["components"]), None, notificeren=False)
+        # the layout of a server with default base paths, as the benchmark's server runs
+        layout = Layout.from_settings(Settings.from_env({}), (KLANTEN, CONTACTMOMENTEN))
+        spec = layout.api("contactmomenten").spec
+        self.service = ContactmomentenService(None, SchemaValidatie(spec["components"]), None, layout,
+                                              notificeren=False)
         for naam in ("_valideer", "_samengesteld", "weergave", "_audit", "_resource_weergave", "url"):
             if not hasattr(self.service, naam):
                 raise SystemExit(f"bench: ContactmomentenService.{naam} is gone; update bench/dataset.py")

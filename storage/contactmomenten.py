@@ -70,7 +70,7 @@ _SELECT = sa.select(contactmoment, _VORIG.c.uuid.label("vorig_uuid"), _VOLGEND.c
 # the detail read built once (building it per call cost SQLAlchemy a cache-key walk over both joins per request)
 _GET = _SELECT.where(contactmoment.c.uuid == sa.bindparam("uuid", type_=contactmoment.c.uuid.type))
 _GET_VOOR_WIJZIGING = _GET.with_for_update(of=contactmoment)
-# the unfiltered list (issue #14, point 2): the count is the sum over contactmoment_pagina (migration 0007, exact,
+# the unfiltered list (issue #14, point 2): the count is the sum over contactmoment_pagina (migration 0008, exact,
 # kept by triggers), the page's ids come from where contactmoment_pagina says it starts and the primary key index,
 # and only the page's rows are read and joined to their vorig and volgend
 _AANTAL = aantal(contactmoment_pagina)

@@ -1,6 +1,6 @@
 """Where a page of an unfiltered list starts, from its `<tabel>_pagina` table (issue #14, point 2).
 
-`<tabel>_pagina` (storage/migrations/pagina.py; migrations 0006 klant, 0007 contactmoment) holds, per blok of
+`<tabel>_pagina` (storage/migrations/pagina.py; migrations 0006 klant, 0008 contactmoment) holds, per blok of
 PAGINA_BLOK consecutive ids (blok = id / PAGINA_BLOK), the number of rows of that blok, spread over a few rows (one per
 slot) that sum to it. So the position of a row in id order is a running sum over the bloks before it plus a skip
 inside its own blok, and the number of rows is the sum over all of them: a page anywhere costs what page 1 costs.

@@ -193,7 +193,7 @@ contactmoment = sa.Table(
         "medewerker_sleutel")),
 )
 
-# the contactmomenten per blok of PAGINA_BLOK ids, as klant_pagina (migration 0007): where each page of the unfiltered
+# the contactmomenten per blok of PAGINA_BLOK ids, as klant_pagina (migration 0008): where each page of the unfiltered
 # contactmoment list starts, and (the sum over all rows) how many contactmomenten there are
 contactmoment_pagina = sa.Table(
     "contactmoment_pagina", metadata,

@@ -3,7 +3,7 @@ contactmoment (joined to its vorig and volgend) gives on the same data, the coun
 anywhere costs what page 1 costs and the count reads no contactmoment.
 
 Where a page starts and how many there are both come from contactmoment_pagina (contactmomenten per blok of
-PAGINA_BLOK ids, kept by triggers, migration 0007). These tests write across blok boundaries, delete in early
+PAGINA_BLOK ids, kept by triggers, migration 0008). These tests write across blok boundaries, delete in early
 bloks, create concurrently, leave gaps in the ids (a rolled back insert), seed with the benchmark's COPY and check
 every page over HTTP against the table itself and against the list as it was computed before (a filter that
 matches every contactmoment still takes that path: count(*) and OFFSET over the joins).
@@ -218,16 +218,16 @@ def test_truncate_leegt_contactmoment_pagina(cm, engine):
     alle_paginas_kloppen(cm, engine)
 
 
-# ---------- migration 0007 on a database that already holds contactmomenten, and back ----------
+# ---------- migration 0008 on a database that already holds contactmomenten, and back ----------
 def test_migratie_vult_contactmoment_pagina_en_terug(tmp_path, server_factory):
     def met_database(url):
-        upgrade(url, "0006")
+        upgrade(url, "0007")
         eng = make_engine(url, pool_size=2, max_overflow=0)
         try:
             with eng.begin() as conn:
                 invoegen(conn, [*range(1, 120), *range(PAGINA_BLOK - 5, PAGINA_BLOK + 200)],
                          vorig={PAGINA_BLOK: 3, 50: 49})
-            upgrade(url, "0007")
+            upgrade(url, "0008")
             sequence_bijwerken(eng)
             pagina_klopt_met_tabel(eng)
             cm = CmApi(server_factory(database_url=url).url)
@@ -237,12 +237,12 @@ def test_migratie_vult_contactmoment_pagina_en_terug(tmp_path, server_factory):
 
             from storage.migrate import alembic_config
             eng.dispose()
-            command.downgrade(alembic_config(url), "0006")
+            command.downgrade(alembic_config(url), "0007")
             with eng.begin() as conn:
                 assert not sa.inspect(conn).has_table("contactmoment_pagina")
                 invoegen(conn, range(3 * PAGINA_BLOK, 3 * PAGINA_BLOK + 10))
                 conn.exec_driver_sql("DELETE FROM contactmoment WHERE id = 7")
-            upgrade(url, "0007")
+            upgrade(url, "0008")
             sequence_bijwerken(eng)
             pagina_klopt_met_tabel(eng)
             alle_paginas_kloppen(cm, eng)

@@ -1,8 +1,8 @@
 """contactmoment_pagina: where each page of the unfiltered contactmoment list starts, and how many there are, kept
 exact by triggers (issue #14, point 2)
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-13
 
 Why: `GET /contactmomenten?page=N` used OFFSET (N-1)*100 over contactmoment joined to its vorig and volgend, and
@@ -14,8 +14,8 @@ all bloks (storage.contactmomenten.ContactmomentenRepository.zoeken).
 """
 from storage.migrations import pagina
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
