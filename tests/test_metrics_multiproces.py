@@ -4,7 +4,7 @@ Real processes, a database of the module's own (PostgreSQL when the suite runs o
 loopback Notificaties API (pytest-httpserver) for the relay process, real JWTs. The exposition is parsed with
 prometheus_client's own parser. Requests are counted exactly: totals per (operationId, status class) must equal
 what this test sent, whichever worker answered, scraped repeatedly while the load runs; a worker killed with
-SIGKILL and restarted by uvicorn's supervisor does not take its counts with it.
+SIGKILL and replaced by serve (klanten_api/verdeler.py) does not take its counts with it.
 """
 from __future__ import annotations
 
@@ -143,7 +143,7 @@ def test_one_scrape_sums_every_worker_and_the_relay_and_survives_a_killed_worker
     build = [dict(labels) for (naam, labels), v in f["klanten_build_info"].items() if v == 1]
     assert build and build[0]["klanten_api"] == "1.0.0" and build[0]["contactmomenten_api"] == "1.0.0", build
 
-    # a worker killed without a chance to clean up: uvicorn's supervisor starts another; the totals stay
+    # a worker killed without a chance to clean up: serve starts another; the totals stay
     oud = set(serve.worker_pids())
     slachtoffer = sorted(oud)[0]
     os.kill(slachtoffer, signal.SIGKILL)
