@@ -202,13 +202,21 @@ def meet_pool(engine: sa.Engine) -> None:
     overflow = getattr(pool, "_max_overflow", 0)
     POOL_GROOTTE.inc(pool.size() + max(0, overflow))
 
+    # a checkin is counted only for a checkout that was: a connection already out when this engine was measured
+    # (or one whose checkout event never came) would otherwise take the gauge below zero
+    uit: set[int] = set()
+
     @sa.event.listens_for(engine, "checkout")
-    def _uit(*_):
-        POOL_IN_GEBRUIK.inc()
+    def _uit(dbapi_connection, record, proxy):
+        if id(record) not in uit:
+            uit.add(id(record))
+            POOL_IN_GEBRUIK.inc()
 
     @sa.event.listens_for(engine, "checkin")
-    def _terug(*_):
-        POOL_IN_GEBRUIK.dec()
+    def _terug(dbapi_connection, record):
+        if id(record) in uit:
+            uit.discard(id(record))
+            POOL_IN_GEBRUIK.dec()
 
 
 class TellendePool(sa.pool.QueuePool):

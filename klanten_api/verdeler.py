@@ -356,11 +356,12 @@ class Verdeler:
             verbinding.close()              # the worker holds it now
 
     def _geef(self, bekend: list[_Plaats], verbinding: socket.socket) -> bool:
-        """Hand the connection to the ready worker with the fewest open (on a tie: the one served least
-        recently); False when no channel has room now."""
+        """Hand the connection to the worker with the fewest open (on a tie: a ready one, then the one served least
+        recently); False when no channel has room now. A worker still starting counts too: the connection waits in
+        its channel until its start-up is complete (a second or two). Handing everything to the worker that
+        happened to be ready first would pin a pool's persistent connections, opened as `serve` starts, to it."""
         levend = [p for p in bekend if not p.weg]
-        kandidaten = [p for p in levend if p.gereed] or levend     # a worker still starting queues it
-        for plaats in sorted(kandidaten, key=lambda p: (p.open, p.laatst)):
+        for plaats in sorted(levend, key=lambda p: (p.open, not p.gereed, p.laatst)):
             try:
                 socket.send_fds(plaats.kanaal, [VERBINDING], [verbinding.fileno()])
             except (BlockingIOError, InterruptedError):

@@ -7,7 +7,6 @@ ids (a rolled back insert) and check every page over HTTP against the table itse
 """
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -16,6 +15,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from explain import kosten
 from conftest import BRONORGANISATIE, Api, eigen_postgres_database, geldig_rsin, zonder_nummer
 from storage.database import make_engine
 from storage.klanten import _ONGEFILTERDE_PAGINA, KlantenRepository
@@ -134,7 +134,9 @@ def test_paginas_over_blokgrenzen_na_verwijderen_gelijktijdig_aanmaken_en_een_ga
     if POSTGRES:
         # the creates folded the slot rows of the older bloks: one row per blok, whatever wrote them
         with engine.connect() as conn:
-            nieuwste = conn.exec_driver_sql("SELECT max(blok) FROM klant_pagina").scalar_one()
+            # (the blok of the newest klant: bloks above it may hold rows of zero left by earlier tests' deletes,
+            # the id sequence having been set back below them by this test)
+            nieuwste = conn.exec_driver_sql(f"SELECT max(id) / {PAGINA_BLOK} FROM klant").scalar_one()
             ongevouwen = conn.exec_driver_sql("SELECT count(*) FROM klant_pagina WHERE slot >= 0 AND blok < "
                                               f"{nieuwste}").scalar_one()
         assert ongevouwen == 0
@@ -212,35 +214,6 @@ def seed_postgres(url: str, aantal: int) -> None:
         eng.dispose()
 
 
-def knopen(plan: dict):
-    yield plan
-    for kind in plan.get("Plans", ()):
-        yield from knopen(kind)
-
-
-def kosten(conn, statement) -> dict:
-    """EXPLAIN (ANALYZE, BUFFERS) of a statement: buffers, the rows read from klant (heap rows, index-only
-    entries), the rows of klant_pagina and the time."""
-    sql = statement.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
-    # the plan of a warm cache: the first run may read pages from disk, which is not what a page costs
-    conn.exec_driver_sql(f"EXPLAIN (ANALYZE) {sql}")
-    plan = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}").scalar_one()
-    plan = plan if isinstance(plan, list) else json.loads(plan)
-    top = plan[0]["Plan"]
-    uit = {"buffers": top["Shared Hit Blocks"] + top["Shared Read Blocks"], "klant_rijen": 0, "index_alleen": 0,
-           "pagina_rijen": 0, "ms": plan[0]["Execution Time"], "seq_scan_klant": False}
-    for knoop in knopen(top):
-        rijen = knoop.get("Actual Rows", 0) * knoop.get("Actual Loops", 1)
-        if knoop.get("Relation Name") == "klant":
-            if knoop["Node Type"] == "Index Only Scan":
-                uit["index_alleen"] += rijen
-            else:
-                uit["klant_rijen"] += rijen
-            uit["seq_scan_klant"] |= knoop["Node Type"] == "Seq Scan"
-        elif knoop.get("Relation Name") == "klant_pagina":
-            uit["pagina_rijen"] += rijen
-    return uit
-
 
 def meet_paginas(url: str, aantal: int) -> dict:
     eng = make_engine(url, pool_size=1, max_overflow=0)
@@ -252,10 +225,10 @@ def meet_paginas(url: str, aantal: int) -> dict:
             # before the end of a blok)
             offsets = {"eerste": 0, "laatste": (aantal - 1) // GROOTTE * GROOTTE,
                        "diepste_in_blok": ((aantal // 2) // PAGINA_BLOK * PAGINA_BLOK - 1) // GROOTTE * GROOTTE}
-            uit = {naam: kosten(conn, _ONGEFILTERDE_PAGINA.params(offset=o, limit=GROOTTE))
+            uit = {naam: kosten(conn, _ONGEFILTERDE_PAGINA.params(offset=o, limit=GROOTTE), "klant")
                    for naam, o in offsets.items()}
             oud = sa.text(f"SELECT * FROM klant ORDER BY id OFFSET {offsets['laatste']} LIMIT {GROOTTE}")
-            uit["laatste_zoals_vroeger"] = kosten(conn, oud)
+            uit["laatste_zoals_vroeger"] = kosten(conn, oud, "klant")
             # filtered deep pages: subjectType (index (subject_type, id)): the ids from that index alone, the rows
             # by id; bronorganisatie (index (bronorganisatie, klantnummer)): as before, OFFSET over the filter
             from storage.tables import klant as k_tabel
@@ -270,9 +243,9 @@ def meet_paginas(url: str, aantal: int) -> dict:
                 assert count == n and len(klanten) == n - diep
                 statement, parameters = gezien[-1]
                 uit[f"gefilterd_{naam}_laatste"] = kosten(conn, sa.text(statement % {
-                    k: (f"'{v}'" if isinstance(v, str) else v) for k, v in parameters.items()}))
+                    k: (f"'{v}'" if isinstance(v, str) else v) for k, v in parameters.items()}), "klant")
                 uit[f"gefilterd_{naam}_zoals_vroeger"] = kosten(conn, sa.select(k_tabel).where(
-                    k_tabel.c[kolom] == waarde).order_by(k_tabel.c.id).offset(diep).limit(GROOTTE))
+                    k_tabel.c[kolom] == waarde).order_by(k_tabel.c.id).offset(diep).limit(GROOTTE), "klant")
     finally:
         eng.dispose()
     print(f"\n{aantal} klanten:")
@@ -285,15 +258,15 @@ def controleer(uit: dict) -> None:
     eerste = uit["eerste"]
     for naam in ("laatste", "diepste_in_blok"):
         k = uit[naam]
-        assert not k["seq_scan_klant"], (naam, k)
+        assert not k["seq_scan"], (naam, k)
         assert k["buffers"] <= 1.5 * eerste["buffers"], (naam, k, eerste)
-        assert k["klant_rijen"] <= 1.5 * eerste["klant_rijen"], (naam, k, eerste)
+        assert k["rijen"] <= 1.5 * eerste["rijen"], (naam, k, eerste)
         # what the page still reads besides its own rows: fewer than a blok of index entries, one row per blok
         assert k["index_alleen"] < PAGINA_BLOK + GROOTTE, (naam, k)
     # as it was: the last page read every klant before it
     assert uit["laatste_zoals_vroeger"]["buffers"] > 10 * uit["laatste"]["buffers"]
     # a filter with its own (value, id) index: the rows before the page are index entries only, never table rows
-    assert uit["gefilterd_subject_type_laatste"]["klant_rijen"] == GROOTTE
+    assert uit["gefilterd_subject_type_laatste"]["rijen"] == GROOTTE
     assert (uit["gefilterd_subject_type_laatste"]["buffers"]
             < uit["gefilterd_subject_type_zoals_vroeger"]["buffers"] / 3)
 

@@ -134,8 +134,12 @@ def test_both_workers_do_the_work_of_eight_persistent_connections(serve):
     def cpu(pid):
         velden = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return int(velden[11]) + int(velden[12])
+    # opened as soon as serve answered its first request, when the other worker may still be starting: a worker
+    # that is starting gets its share too (its connections wait for it), or a pool opened at start-up would
+    # sit on the worker that happened to be ready first
     klanten = _open_en_gebruik(serve)
     try:
+        assert sorted(wacht_op(serve, VERBINDINGEN).values()) == [4, 4]
         voor = {pid: cpu(pid) for pid in serve.worker_pids()}
         for _ in range(100):                        # ~800 requests: CPU in clock ticks of 10 ms, also on a busy machine
             for k in klanten:
