@@ -1,6 +1,7 @@
 """Engine construction: explicit pool settings, SQLite made safe for several threads and processes."""
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -87,6 +88,18 @@ class BeschrijvendeCursor(psycopg.Cursor):
         return super().description
 
 
+_JSON = json.JSONDecoder()
+
+
+def json_uit_postgresql(data: bytes):
+    """A json/jsonb value from psycopg (bytes): what json.loads(bytes) returns, without its per-call encoding
+    detection (a page decodes a hundred of these). PostgreSQL's JSON text starts with an ASCII character, so
+    json.loads would read it as UTF-8 as well; anything else still goes through json.loads."""
+    if data[:1] < b"\x80" and data[1:2] != b"\x00":
+        return _JSON.decode(data.decode("utf-8", "surrogatepass"))
+    return json.loads(data)
+
+
 def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool_timeout: float = 10.0,
                 statement_timeout_ms: int = 30_000, lock_timeout_ms: int = 10_000,
                 network_timeout: float = 10.0, poolclass: type | None = None) -> sa.Engine:
@@ -120,6 +133,7 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool_t
         return engine
     engine = sa.create_engine(
         url, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout, **extra,
+        json_deserializer=json_uit_postgresql,
         connect_args={"options": f"-c statement_timeout={statement_timeout_ms} -c lock_timeout={lock_timeout_ms}",
                       "cursor_factory": BeschrijvendeCursor, **netwerk_args(network_timeout)},
     )
