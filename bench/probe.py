@@ -49,7 +49,10 @@ class Teller:
 
         # a transaction is counted when its end reaches the database; on an AUTOCOMMIT connection (the reads on
         # PostgreSQL) SQLAlchemy's commit/rollback sends nothing: each statement is its own transaction there
+        # (storage.uow switches the psycopg connection of a read itself and marks it schrijven=False in its info)
         def _telt(conn) -> bool:
+            if conn.dialect.name == "postgresql" and conn.info.get("schrijven") is False:
+                return False
             return conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT"
 
         @sa.event.listens_for(engine, "commit")

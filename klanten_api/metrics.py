@@ -82,14 +82,27 @@ def status_class(status: int) -> str:
     return STATUS_CLASSES.get(status // 100, "other")
 
 
+# the labelled children of the request metrics, looked up once per (operation, status class): `labels()` takes
+# the metric's lock and checks its label values on every call (operations and classes are a fixed, small set)
+_TELLERS: dict[tuple[str, int], object] = {}
+_DUREN: dict[str, object] = {}
+
+
 class Verzoeken:
     """What the HTTP layer (klanten_api.http.ZgwHttp) records of every request."""
 
     @staticmethod
     def observe(operation: str | None, status: int, seconds: float) -> None:
         op = operation or "other"
-        HTTP_REQUESTS.labels(op, status_class(status)).inc()
-        HTTP_DUUR.labels(op).observe(seconds)
+        sleutel = (op, status // 100)
+        teller = _TELLERS.get(sleutel)
+        if teller is None:
+            teller = _TELLERS[sleutel] = HTTP_REQUESTS.labels(op, status_class(status))
+        teller.inc()
+        duur = _DUREN.get(op)
+        if duur is None:
+            duur = _DUREN[op] = HTTP_DUUR.labels(op)
+        duur.observe(seconds)
 
 
 # ------------------------------------------------------------------------------------------------ the directory

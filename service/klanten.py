@@ -104,10 +104,13 @@ class KlantenService:
 
     # ---------- representations ----------
     def weergave(self, klant_uuid: uuid_mod.UUID, g: dict, verzoek: Verzoek) -> dict:
-        out = {"url": verzoek.klant_url(klant_uuid)}
-        out.update((k, g[k]) for k in ("bronorganisatie", "klantnummer", "bedrijfsnaam", "functie", "websiteUrl",
-                                       "voornaam", "voorvoegselAchternaam", "achternaam", "telefoonnummer",
-                                       "emailadres", "adres", "subject", "subjectType"))
+        # one dict display (a page builds a hundred of these): the fields in the order of the reference's answer
+        out = {"url": verzoek.klant_url(klant_uuid), "bronorganisatie": g["bronorganisatie"],
+               "klantnummer": g["klantnummer"], "bedrijfsnaam": g["bedrijfsnaam"], "functie": g["functie"],
+               "websiteUrl": g["websiteUrl"], "voornaam": g["voornaam"],
+               "voorvoegselAchternaam": g["voorvoegselAchternaam"], "achternaam": g["achternaam"],
+               "telefoonnummer": g["telefoonnummer"], "emailadres": g["emailadres"], "adres": g["adres"],
+               "subject": g["subject"], "subjectType": g["subjectType"]}
         if g["subjectType"] is not None:
             out["subjectIdentificatie"] = g["subjectIdentificatie"]
         return out

@@ -1,11 +1,16 @@
 """Engine construction: explicit pool settings, SQLite made safe for several threads and processes."""
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
+from collections.abc import Sequence
+from types import SimpleNamespace
 
+import psycopg
 import sqlalchemy as sa
+from psycopg import Column
 
 log = logging.getLogger("klanten_api.database")
 
@@ -35,6 +40,64 @@ def netwerk_args(network_timeout: float) -> dict:
     return {"connect_timeout": max(2, math.ceil(network_timeout)),    # libpq: whole seconds, at least 2
             "keepalives": 1, "keepalives_idle": seconden, "keepalives_interval": seconden, "keepalives_count": 3,
             "tcp_user_timeout": int(network_timeout * 1000)}
+
+
+class _Beschrijving(Sequence):
+    """A result's `cursor.description`, its Column objects made when first read. SQLAlchemy asks for the
+    description after every statement but, for a statement it has run before, only to see that there is one:
+    psycopg would build a Column (name decoded, type looked up) for each of the 23 columns of a klant every time."""
+
+    __slots__ = ("_bron", "_n", "_kolommen")
+
+    def __init__(self, bron: SimpleNamespace, n: int):
+        self._bron, self._n, self._kolommen = bron, n, None
+
+    def _lijst(self) -> list:
+        if self._kolommen is None:
+            self._kolommen = [Column(self._bron, i) for i in range(self._n)]
+        return self._kolommen
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index):
+        return self._lijst()[index]
+
+    def __iter__(self):
+        return iter(self._lijst())
+
+    def __eq__(self, other) -> bool:
+        return self._lijst() == (other._lijst() if isinstance(other, _Beschrijving) else other)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return repr(self._lijst())
+
+
+class BeschrijvendeCursor(psycopg.Cursor):
+    """psycopg's cursor with a description made on demand (`_Beschrijving`); everything else as psycopg's."""
+
+    @property
+    def description(self):
+        res = self.pgresult
+        if res is not None and res.nfields:
+            # the result, not the cursor: the description stays that of this result when the cursor moves on
+            return _Beschrijving(SimpleNamespace(pgresult=res, _encoding=self._encoding, adapters=self.adapters),
+                                 res.nfields)
+        return super().description
+
+
+_JSON = json.JSONDecoder()
+
+
+def json_uit_postgresql(data: bytes):
+    """A json/jsonb value from psycopg (bytes): what json.loads(bytes) returns, without its per-call encoding
+    detection (a page decodes a hundred of these). PostgreSQL's JSON text starts with an ASCII character, so
+    json.loads would read it as UTF-8 as well; anything else still goes through json.loads."""
+    if data[:1] < b"\x80" and data[1:2] != b"\x00":
+        return _JSON.decode(data.decode("utf-8", "surrogatepass"))
+    return json.loads(data)
 
 
 def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool_timeout: float = 10.0,
@@ -70,8 +133,9 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool_t
         return engine
     engine = sa.create_engine(
         url, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout, **extra,
+        json_deserializer=json_uit_postgresql,
         connect_args={"options": f"-c statement_timeout={statement_timeout_ms} -c lock_timeout={lock_timeout_ms}",
-                      **netwerk_args(network_timeout)},
+                      "cursor_factory": BeschrijvendeCursor, **netwerk_args(network_timeout)},
     )
 
     # Pessimistic disconnect handling, but only for connections that rested: one that came back to the pool a

@@ -177,7 +177,7 @@ class KlantenRepository:
             rows = self.conn.execute(_SELECT.where(*where).order_by(klant.c.id).offset(offset).limit(limit))
         else:
             rows = self.conn.execute(_ONGEFILTERDE_PAGINA, {"offset": offset, "limit": limit})
-        return count, [_klant(r) for r in rows]
+        return count, [_klant(r) for r in rows.all()]      # one fetch for the page, not one per row
 
     def _volgend_klantnummer_sqlite(self, bronorganisatie: str) -> str:
         """kla-001 on SQLite: the next free generated klantnummer of a bronorganisatie from its counter row in
