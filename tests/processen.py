@@ -45,6 +45,36 @@ def kinderen(pid: int) -> dict[int, str]:
     return out
 
 
+def socket_inodes(pid: int) -> set[str]:
+    """Inodes of the sockets process `pid` holds (from /proc; empty when it is gone)."""
+    uit = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return uit
+    for fd in fds:
+        try:
+            doel = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if doel.startswith("socket:["):
+            uit.add(doel[8:-1])
+    return uit
+
+
+def tcp_verbindingen():
+    """The machine's TCP sockets as (local port, remote port, established, inode), from /proc/net/tcp{,6}."""
+    for tabel in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            regels = Path(tabel).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for regel in regels:
+            velden = regel.split()
+            yield (int(velden[1].rsplit(":", 1)[1], 16), int(velden[2].rsplit(":", 1)[1], 16), velden[3] == "01",
+                   velden[9])
+
+
 def levend(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()

@@ -21,7 +21,7 @@ import requests
 import sqlalchemy as sa
 
 from conftest import geldig_rsin, klant_body, token, zonder_nummer
-from processen import ServeProces, levend
+from processen import ServeProces, levend, socket_inodes, tcp_verbindingen
 from storage.tables import audittrail, klant, notificatie
 
 pytestmark = pytest.mark.skipif(
@@ -37,23 +37,9 @@ UNIEK = {"name": "nonFieldErrors", "code": "unique"}
 # ---------- the server: a real process with several workers ----------
 def _db_verbindingen(pid: int, db_poort: int) -> int:
     """Established TCP connections of process `pid` to the database port (its pool's connections)."""
-    try:
-        inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")
-                  if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:[")}
-    except OSError:
-        return 0
-    aantal = 0
-    for tabel in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            regels = Path(tabel).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for regel in regels:
-            velden = regel.split()
-            remote, state, inode = velden[2], velden[3], velden[9]
-            if state == "01" and int(remote.rsplit(":", 1)[1], 16) == db_poort and inode in inodes:
-                aantal += 1
-    return aantal
+    inodes = socket_inodes(pid)
+    return sum(1 for _, ver, gevestigd, inode in tcp_verbindingen()
+               if gevestigd and ver == db_poort and inode in inodes)
 
 
 class WorkerServer(ServeProces):

@@ -43,14 +43,13 @@ import uuid as uuid_mod
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import requests
 import sqlalchemy as sa
 
 from conftest import eigen_postgres_database, token, wait_for, zonder_nummer
-from processen import ROOT, ServeProces, levend
+from processen import ROOT, ServeProces, levend, socket_inodes, tcp_verbindingen
 from storage.database import normaliseer_url
 from storage.migrate import upgrade
 from storage.tables import audittrail, klant, notificatie
@@ -382,21 +381,8 @@ def lezer(nr: int, instanties: dict[str, ServeProces], stop: threading.Event, ui
 # ---------------------------------------------------------------- processes
 def nrc_poorten(pid: int, nrc_poort: int) -> set[int]:
     """Local ports of the TCP connections of process `pid` to the NRC (from /proc)."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            doel = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if doel.startswith("socket:["):
-            inodes.add(doel[8:-1])
-    poorten = set()
-    for tabel in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for regel in Path(tabel).read_text().splitlines()[1:]:
-            velden = regel.split()
-            if velden[9] in inodes and int(velden[2].rsplit(":", 1)[1], 16) == nrc_poort:
-                poorten.add(int(velden[1].rsplit(":", 1)[1], 16))
-    return poorten
+    inodes = socket_inodes(pid)
+    return {lokaal for lokaal, ver, _, inode in tcp_verbindingen() if inode in inodes and ver == nrc_poort}
 
 
 def kill_relay(naam: str, srv: ServeProces, nrc: Nrc, *, bezig: bool) -> Kill:

@@ -21,48 +21,18 @@ from pathlib import Path
 import pytest
 
 from conftest import token
-from processen import ServeProces, levend
+from processen import ServeProces, levend, socket_inodes, tcp_verbindingen
 
 VERBINDINGEN = 8
 HERHALINGEN = 20
 WACHT = 10.0                    # seconds for the counts in /proc to settle
 
 
-def _socket_inodes(pid: int) -> set[str]:
-    uit = set()
-    try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                doel = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if doel.startswith("socket:["):
-                uit.add(doel[8:-1])
-    except OSError:
-        pass
-    return uit
-
-
-def _verbonden_inodes(poort: int) -> set[str]:
-    """Inodes of the established TCP connections whose local end is `poort` (the server's side)."""
-    uit = set()
-    for tabel in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            regels = Path(tabel).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for regel in regels:
-            velden = regel.split()
-            lokaal, state, inode = velden[1], velden[3], velden[9]
-            if state == "01" and int(lokaal.rsplit(":", 1)[1], 16) == poort:
-                uit.add(inode)
-    return uit
-
-
 def verdeling(srv: ServeProces) -> dict[int, int]:
     """worker pid -> client connections it holds."""
-    verbonden = _verbonden_inodes(srv.poort)
-    return {pid: len(_socket_inodes(pid) & verbonden) for pid in srv.worker_pids()}
+    # the established TCP connections whose local end is the server's port (the server's side)
+    verbonden = {inode for lokaal, _, gevestigd, inode in tcp_verbindingen() if gevestigd and lokaal == srv.poort}
+    return {pid: len(socket_inodes(pid) & verbonden) for pid in srv.worker_pids()}
 
 
 def wacht_op(srv: ServeProces, totaal: int) -> dict[int, int]:
