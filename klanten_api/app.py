@@ -30,7 +30,7 @@ from .etag import JSONIFIER
 from .logging import harden_library_loggers
 from .apis import Layout, MountedApi, load_spec as _load_spec
 from .http import ZgwHttp, controleer_publieke_url, public_base
-from . import tracing
+from . import operaties, tracing
 from .metrics import ScrapeCollector, TellendePool, Verzoeken, meet_pool
 from .ops import OpsEndpoints
 from .ratelimit import controleer as rate_limit, make_limiter
@@ -152,6 +152,8 @@ def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
     )
     # the Flask app behind connexion's middleware: our bridge instead of a2wsgi's (klanten_api/wsgi.py)
     app._middleware_app.asgi_app = WsgiInEenKeer(app.app.wsgi_app)
+    # each handler's call prepared once per operation (klanten_api/operaties.py)
+    operaties.installeer(app._middleware_app)
     # every base path of every API is one mount of its document (connexion loads it anew for each, so the
     # mounts share nothing), with its own Swagger UI at {base}/schema/ui/
     for mounted in layout.apis:

@@ -38,13 +38,33 @@ def header_tekst(waarde: str) -> str:
     return "".join(c if c.isprintable() else " " for c in tekst)
 
 
+_HOST_URLS: dict[tuple, str] = {}
+_HOST_URLS_MAX = 256
+
+
+def _host_url(request) -> str:
+    """werkzeug's `request.host_url` without the slash, remembered per (scheme, Host, server, script root): it
+    is a pure function of those and costs about a tenth of a detail read to build (host parsing, IRI
+    conversion). The Host is the client's, so the memory is bounded (emptied when full)."""
+    environ = request.environ
+    sleutel = (environ.get("wsgi.url_scheme"), environ.get("HTTP_HOST"), environ.get("SERVER_NAME"),
+               environ.get("SERVER_PORT"), environ.get("SCRIPT_NAME"))
+    url = _HOST_URLS.get(sleutel)
+    if url is None:
+        url = request.host_url.rstrip("/")
+        if len(_HOST_URLS) >= _HOST_URLS_MAX:
+            _HOST_URLS.clear()
+        _HOST_URLS[sleutel] = url
+    return url
+
+
 def verzoek() -> Verzoek:
     # the request object itself, not the proxy: each attribute read through flask.request is a context lookup
     request = flask.request._get_current_object()
     headers = request.headers
     d = diensten()
     settings, layout = d.settings, d.layout
-    host_url = request.host_url.rstrip("/")
+    host_url = _host_url(request)
     base = settings.base_url or host_url
     token = context.get("token_info") or {}
     return Verzoek(

@@ -108,6 +108,35 @@ def _klant(row) -> Klant:
     return Klant(row[0], row[1], uit_rij(row))
 
 
+_GEFILTERD: dict[tuple[str, ...], tuple[sa.Select, sa.Select]] = {}
+_GEFILTERD_MAX = 256           # combinations remembered (a client choosing ever new ones cannot grow it further)
+
+
+def _gefilterd(kolommen: tuple[str, ...]) -> tuple[sa.Select, sa.Select]:
+    """The count and the page of a filtered list, one pair per combination of filter columns, built once with
+    the values as parameters (w_<column>, offset, limit): a statement built anew per request costs SQLAlchemy
+    its construction and cache key every time."""
+    paar = _GEFILTERD.get(kolommen)
+    if paar is None:
+        where = [klant.c[kolom] == sa.bindparam(f"w_{kolom}") for kolom in kolommen]
+        telling = sa.select(sa.func.count()).select_from(klant).where(*where)
+        offset, limit = sa.bindparam("offset", type_=sa.Integer), sa.bindparam("limit", type_=sa.Integer)
+        if len(kolommen) == 1 and kolommen[0] in FILTER_KOLOMMEN:
+            # the ids from the filter's own index (value, id) alone, then the page's rows by id; with other
+            # filters (bronorganisatie's index is (bronorganisatie, klantnummer), several filters) the ids cannot
+            # come from one index alone and this reads more than the plain page (EXPLAIN: tests/test_paginering.py)
+            kolom = kolommen[0]
+            ids = (sa.select(_IDS.c.id).where(_IDS.c[kolom] == sa.bindparam(f"w_{kolom}"))
+                   .order_by(_IDS.c.id).offset(offset).limit(limit))
+            pagina = _pagina(ids)
+        else:
+            pagina = _SELECT.where(*where).order_by(klant.c.id).offset(offset).limit(limit)
+        if len(_GEFILTERD) >= _GEFILTERD_MAX:
+            _GEFILTERD.clear()
+        paar = _GEFILTERD[kolommen] = (telling, pagina)
+    return paar
+
+
 class KlantenRepository:
     def __init__(self, conn: sa.Connection):
         self.conn = conn
@@ -158,25 +187,19 @@ class KlantenRepository:
         """filters: column name -> exact value (None: nothing can match). Ordered by creation (id)."""
         if filters is None:
             return 0, []
-        where = [klant.c[kolom] == waarde for kolom, waarde in filters.items()]
-        if where:
-            count = self.conn.execute(sa.select(sa.func.count()).select_from(klant).where(*where)).scalar_one()
-        else:
+        if not filters:
             # exact, and not a scan of the whole table: the triggers keep the count (migration 0002)
             count = int(self.conn.execute(_AANTAL).scalar_one())
+            if offset >= count:
+                return count, []
+            rows = self.conn.execute(_ONGEFILTERDE_PAGINA, {"offset": offset, "limit": limit})
+            return count, [_klant(r) for r in rows.all()]
+        telling, pagina = _gefilterd(tuple(filters))
+        waarden = {f"w_{kolom}": waarde for kolom, waarde in filters.items()}
+        count = self.conn.execute(telling, waarden).scalar_one()
         if offset >= count:
             return count, []
-        if len(filters) == 1 and next(iter(filters)) in FILTER_KOLOMMEN:
-            # the ids from the filter's own index (value, id) alone, then the page's rows by id; with other filters
-            # (bronorganisatie's index is (bronorganisatie, klantnummer), several filters) the ids cannot come from
-            # one index alone and this reads more than the plain page (EXPLAIN: tests/test_paginering.py)
-            (kolom, waarde), = filters.items()
-            ids = sa.select(_IDS.c.id).where(_IDS.c[kolom] == waarde).order_by(_IDS.c.id).offset(offset).limit(limit)
-            rows = self.conn.execute(_pagina(ids))
-        elif where:
-            rows = self.conn.execute(_SELECT.where(*where).order_by(klant.c.id).offset(offset).limit(limit))
-        else:
-            rows = self.conn.execute(_ONGEFILTERDE_PAGINA, {"offset": offset, "limit": limit})
+        rows = self.conn.execute(pagina, {**waarden, "offset": offset, "limit": limit})
         return count, [_klant(r) for r in rows.all()]      # one fetch for the page, not one per row
 
     def _volgend_klantnummer_sqlite(self, bronorganisatie: str) -> str:
