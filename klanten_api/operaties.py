@@ -85,6 +85,7 @@ class Operatie(FlaskOperation):
                                                              content_type=request.mimetype)
                 else:
                     return keten(request)
+            request.files()     # as connexion: a form body is parsed (and held to Flask's form limits) even unused
             antwoord = functie(**kwargs)
             if type(antwoord) is tuple and len(antwoord) == 3 and type(antwoord[2]) is dict:
                 data, status, headers = antwoord
