@@ -62,17 +62,26 @@ def socket_inodes(pid: int) -> set[str]:
     return uit
 
 
-def tcp_verbindingen():
-    """The machine's TCP sockets as (local port, remote port, established, inode), from /proc/net/tcp{,6}."""
-    for tabel in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            regels = Path(tabel).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for regel in regels:
-            velden = regel.split()
-            yield (int(velden[1].rsplit(":", 1)[1], 16), int(velden[2].rsplit(":", 1)[1], 16), velden[3] == "01",
-                   velden[9])
+def tcp_verbindingen(lezingen: int = 3):
+    """The machine's TCP sockets as (local port, remote port, established, inode), from /proc/net/tcp{,6}.
+
+    The kernel hands those tables out in pieces while they change (after many tests thousands of sockets sit in
+    TIME_WAIT and expire all the time), and a socket can fall between two pieces: one read of a busy machine can
+    miss a connection that is there. Each table is read `lezingen` times and the union given (a socket counts as
+    established when one read saw it so)."""
+    gezien: dict[tuple[int, int, str], bool] = {}
+    for _ in range(lezingen):
+        for tabel in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                regels = Path(tabel).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for regel in regels:
+                velden = regel.split()
+                sleutel = (int(velden[1].rsplit(":", 1)[1], 16), int(velden[2].rsplit(":", 1)[1], 16), velden[9])
+                gezien[sleutel] = gezien.get(sleutel, False) or velden[3] == "01"
+    for (lokaal, ver, inode), gevestigd in gezien.items():
+        yield lokaal, ver, gevestigd, inode
 
 
 def levend(pid: int) -> bool:
