@@ -151,7 +151,8 @@ def create_app(settings: Settings | None = None, *, engine=None, resolver=None):
         validator_map=VALIDATOR_MAP,
     )
     # the Flask app behind connexion's middleware: our bridge instead of a2wsgi's (klanten_api/wsgi.py)
-    app._middleware_app.asgi_app = WsgiInEenKeer(app.app.wsgi_app)
+    app._middleware_app.asgi_app = WsgiInEenKeer(app.app.wsgi_app, plaatsen=settings.request_concurrency,
+                                                 overflow_after=settings.request_overflow_after)
     # each handler's call prepared once per operation (klanten_api/operaties.py)
     operaties.installeer(app._middleware_app)
     # every base path of every API is one mount of its document (connexion loads it anew for each, so the

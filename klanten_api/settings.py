@@ -141,6 +141,8 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()      # Host values (after KLANTEN_TRUSTED_PROXIES) that may name this server
     max_header_bytes: int = 65_536           # request line + headers of one request, per request
     header_timeout: float = 10.0             # seconds for a connection to deliver a request's headers
+    request_concurrency: int = 3             # requests running in a worker's thread pool at once (klanten_api/wsgi.py)
+    request_overflow_after: float = 0.01     # seconds a request waits for one of those places before it runs anyway
     body_timeout: float = 30.0               # seconds for a request body (POST/PUT/PATCH) to arrive in full
     max_connections: int = 1000              # open connections per worker process
     auth_audience: tuple[str, ...] = ()       # `aud` values that name this server; a token with another aud: 403
@@ -214,6 +216,8 @@ class Settings:
             allowed_hosts=_list(env, "KLANTEN_ALLOWED_HOSTS"),
             max_header_bytes=_minstens(env, "KLANTEN_MAX_HEADER_BYTES", cls.max_header_bytes, 1024),
             header_timeout=_float(env, "KLANTEN_HEADER_TIMEOUT", cls.header_timeout),
+            request_concurrency=_minstens(env, "KLANTEN_REQUEST_CONCURRENCY", cls.request_concurrency, 1),
+            request_overflow_after=_float(env, "KLANTEN_REQUEST_OVERFLOW_AFTER", cls.request_overflow_after),
             body_timeout=_float(env, "KLANTEN_BODY_TIMEOUT", cls.body_timeout),
             max_connections=_minstens(env, "KLANTEN_MAX_CONNECTIONS", cls.max_connections, 1),
             auth_audience=tuple(a.strip() for a in env.get("KLANTEN_AUTH_AUDIENCE", "").split(",") if a.strip()),
