@@ -67,7 +67,8 @@ class Operatie(FlaskOperation):
                 and (not met_body or spec_operatie.is_request_body_defined))
         if not kort:
             return volledig
-        produceert = frozenset(spec_operatie.produces)
+        # the JSON media types the operation produces: an answer naming one of them takes the short path
+        produceert_json = frozenset(ct for ct in spec_operatie.produces if is_json_mimetype(ct))
         jsonifier, functie = self.jsonifier, self._fn
         # connexion's response decorator for every other answer (a framework response, a ConnexionResponse,
         # another tuple, no Content-Type): whatever it makes of it, with its checks
@@ -90,8 +91,7 @@ class Operatie(FlaskOperation):
             if type(antwoord) is tuple and len(antwoord) == 3 and type(antwoord[2]) is dict:
                 data, status, headers = antwoord
                 content_type = headers.get("Content-Type")
-                if (content_type is not None and content_type in produceert and type(status) is int
-                        and type(data) in (dict, list) and is_json_mimetype(content_type)
+                if (content_type in produceert_json and type(status) is int and type(data) in (dict, list)
                         and not any(k != "Content-Type" and k.lower() == "content-type" for k in headers)):
                     return FlaskFramework.build_response(jsonifier.dumps(data), content_type=content_type,
                                                          status_code=status, headers=headers)

@@ -75,7 +75,8 @@ class WsgiInEenKeer(WSGIMiddleware):
     """a2wsgi's WSGIMiddleware (same thread pool: 10 threads named WSGI_n), answering in one hand-over, with at
     most `plaatsen` requests running in it at once unless they wait longer than `overflow_after` seconds."""
 
-    def __init__(self, app, *, plaatsen: int = 2, overflow_after: float = 0.01, **kwargs):
+    def __init__(self, app, *, plaatsen: int, overflow_after: float, **kwargs):
+        # the numbers come from Settings (request_concurrency, request_overflow_after): no second set of defaults
         super().__init__(app, **kwargs)
         self.toegang = Toegang(plaatsen, overflow_after)
 
